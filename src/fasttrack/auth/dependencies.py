@@ -1,0 +1,67 @@
+"""Who is calling and what they may do, as composable FastAPI dependencies."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
+
+from fasttrack.auth import service as auth_service
+from fasttrack.auth.exceptions import NotAuthenticated
+from fasttrack.auth.service import Principal
+from fasttrack.auth.tokens import TokenService, TokenType
+from fasttrack.core.db import ReadSessionDep
+from fasttrack.core.errors import Forbidden
+from fasttrack.core.security import PasswordHasher
+from fasttrack.users.models import Role, User
+
+# auto_error=False: a missing token is answered by our own problem-details 401.
+bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_token_service(connection: HTTPConnection) -> TokenService:
+    tokens: TokenService = connection.app.state.tokens
+    return tokens
+
+
+async def get_password_hasher(connection: HTTPConnection) -> PasswordHasher:
+    hasher: PasswordHasher = connection.app.state.hasher
+    return hasher
+
+
+TokensDep = Annotated[TokenService, Depends(get_token_service)]
+HasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+
+
+async def get_principal(
+    session: ReadSessionDep, tokens: TokensDep, token: Annotated[str | None, Depends(bearer)]
+) -> Principal:
+    """Verify the bearer token (signature, type, issuer, audience, expiry), then check
+    the blocklist and the user's current state in the database."""
+    if not token:
+        raise NotAuthenticated()
+    claims = tokens.decode(token, TokenType.access)
+    return await auth_service.load_principal(session, claims)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_role(*roles: Role) -> Callable[[User], Awaitable[User]]:
+    async def check_role(user: CurrentUser) -> User:
+        if user.role not in roles:
+            raise Forbidden("Your role does not allow this")
+        return user
+
+    return check_role
+
+
+AdminUser = Annotated[User, Depends(require_role(Role.admin))]

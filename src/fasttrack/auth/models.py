@@ -1,0 +1,61 @@
+"""Session registry, revocation blocklist, and the auth request/response shapes."""
+
+from datetime import datetime
+from typing import Literal
+
+from sqlmodel import Field, SQLModel
+
+from fasttrack.core.db import UTCDateTime, utcnow
+from fasttrack.users.models import Email, PasswordAttempt
+
+TOKEN_ID_LENGTH = 36
+
+
+class AuthSession(SQLModel, table=True):
+    """A live login: one row per `sid`, so logout-all can find every session of a user.
+
+    Tokens themselves are never stored. The row disappears when the session is revoked
+    (its `sid` then sits in the blocklist) or when it expires.
+    """
+
+    __tablename__ = "auth_session"
+
+    id: str = Field(primary_key=True, max_length=TOKEN_ID_LENGTH)
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class RevokedToken(SQLModel, table=True):
+    """The blocklist: revoked token ids (`jti`) and session ids (`sid`) until they expire."""
+
+    __tablename__ = "revoked_token"
+
+    id: str = Field(primary_key=True, max_length=TOKEN_ID_LENGTH)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class LoginRequest(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    email: Email
+    password: PasswordAttempt
+
+
+class RefreshRequest(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class LogoutRequest(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=4096)
+
+
+class TokenPair(SQLModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Lifetime of the access token in seconds.")

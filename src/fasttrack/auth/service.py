@@ -1,0 +1,181 @@
+"""Sessions, token rotation and revocation: the rules of SPEC §5 Auth."""
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import bindparam, delete, exists, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from fasttrack.auth.exceptions import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidToken,
+    TokenRevoked,
+)
+from fasttrack.auth.models import AuthSession, RevokedToken, TokenPair
+from fasttrack.auth.tokens import Claims, TokenService, TokenType, new_token_id
+from fasttrack.core.db import insert_ignoring_duplicates, release_connection, utcnow
+from fasttrack.core.security import PasswordHasher
+from fasttrack.users.models import User
+
+logger = logging.getLogger("fasttrack.auth")
+
+
+# Built once: every authenticated request runs it, with the token's values as parameters.
+_PRINCIPAL: Final = select(
+    User,
+    exists().where(col(RevokedToken.id).in_([bindparam("jti"), bindparam("sid")])).label("revoked"),
+).where(col(User.id) == bindparam("user_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the current user row and the claims of the token they sent."""
+
+    user: User
+    claims: Claims
+
+
+async def load_principal(session: AsyncSession, claims: Claims) -> Principal:
+    """Check the token against the database in one query: user, activity and blocklist.
+
+    Role and activity always come from the row, never from the token, so a demotion or
+    deactivation applies to tokens already issued.
+    """
+    parameters = {"user_id": claims.user_id, "jti": claims.jti, "sid": claims.sid}
+    row = (await session.exec(_PRINCIPAL, params=parameters)).first()
+    if row is None or not row[0].is_active:
+        raise InvalidToken()
+    if row[1]:
+        raise TokenRevoked()
+    return Principal(user=row[0], claims=claims)
+
+
+async def authenticate(
+    session: AsyncSession, email: str, password: str, *, hasher: PasswordHasher
+) -> User:
+    """The user with these credentials; unknown e-mail and wrong password look alike."""
+    user = (await session.exec(select(User).where(User.email == email))).first()
+    await release_connection(session)
+    if user is None:
+        await hasher.verify_against_dummy(password)
+        raise InvalidCredentials()
+    if not await hasher.verify(password, user.hashed_password):
+        raise InvalidCredentials()
+    # Only after the password proved who is asking may we say the account is disabled.
+    if not user.is_active:
+        raise AccountDisabled()
+    return user
+
+
+async def start_session(session: AsyncSession, user: User, *, tokens: TokenService) -> TokenPair:
+    """Open a new session (`sid`) for a user who just proved their credentials."""
+    assert user.id is not None
+    sid = new_token_id()
+    pair, refresh = tokens.issue_pair(user.id, sid=sid)
+    session.add(AuthSession(id=sid, user_id=user.id, expires_at=refresh.expires_at))
+    await session.commit()
+    return pair
+
+
+async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenService) -> TokenPair:
+    """Exchange a refresh token for a new pair and revoke the one presented.
+
+    A refresh token is usable once. Presenting it again means it leaked (RFC 9700
+    §4.14.2): the whole session is revoked, including the pair that replaced it. When
+    several requests race with one token, the primary key of the blocklist lets exactly
+    one of them record the rotation; the others are treated as reuse.
+    """
+    claims = tokens.decode(refresh_token, TokenType.refresh)
+    try:
+        await load_principal(session, claims)
+        session.add(RevokedToken(id=claims.jti, expires_at=claims.expires_at))
+        await session.flush()
+    except (TokenRevoked, IntegrityError):
+        await session.rollback()
+        await revoke_session(session, claims.sid, tokens=tokens)
+        await session.commit()
+        logger.warning("revoked refresh token presented: session %s revoked", claims.sid)
+        raise TokenRevoked(
+            "This refresh token was already used or revoked; its session is revoked"
+        ) from None
+    pair, refresh = tokens.issue_pair(claims.user_id, sid=claims.sid)
+    await session.exec(
+        update(AuthSession)
+        .where(col(AuthSession.id) == claims.sid)
+        .values(expires_at=refresh.expires_at)
+    )
+    await session.commit()
+    return pair
+
+
+async def revoke_session(session: AsyncSession, sid: str, *, tokens: TokenService) -> None:
+    """Put a session on the blocklist; every token it issued stops working. Flushes only."""
+    # Any token of the session was issued by now, so none outlives this moment plus the
+    # refresh lifetime: the blocklist entry may be purged after that.
+    expires_at = utcnow() + tokens.refresh_lifetime
+    await insert_ignoring_duplicates(session, RevokedToken, [{"id": sid, "expires_at": expires_at}])
+    await session.exec(delete(AuthSession).where(col(AuthSession.id) == sid))
+
+
+async def revoke_user_sessions(
+    session: AsyncSession, user_id: int, *, tokens: TokenService, keep_sid: str | None = None
+) -> list[str]:
+    """Revoke every live session of a user except `keep_sid`. Flushes only."""
+    statement = select(AuthSession.id).where(AuthSession.user_id == user_id)
+    if keep_sid is not None:
+        statement = statement.where(AuthSession.id != keep_sid)
+    sids = list((await session.exec(statement)).all())
+    expires_at = utcnow() + tokens.refresh_lifetime
+    await insert_ignoring_duplicates(
+        session, RevokedToken, [{"id": sid, "expires_at": expires_at} for sid in sids]
+    )
+    await session.exec(delete(AuthSession).where(col(AuthSession.id).in_(sids)))
+    return sids
+
+
+async def logout(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    refresh_token: str | None,
+    tokens: TokenService,
+) -> list[str]:
+    """Revoke the caller's session, and the session of `refresh_token` if it is theirs."""
+    sids = [principal.claims.sid]
+    if refresh_token is not None:
+        # An expired refresh token is already useless, but still names a session to end.
+        claims = tokens.decode(refresh_token, TokenType.refresh, verify_exp=False)
+        if claims.user_id != principal.user.id:
+            raise InvalidToken("The refresh token belongs to another user")
+        if claims.sid not in sids:
+            sids.append(claims.sid)
+    for sid in sids:
+        await revoke_session(session, sid, tokens=tokens)
+    await session.commit()
+    return sids
+
+
+async def logout_everywhere(
+    session: AsyncSession, principal: Principal, *, tokens: TokenService
+) -> list[str]:
+    """Revoke every session of the caller, the current one included."""
+    assert principal.user.id is not None
+    sids = await revoke_user_sessions(session, principal.user.id, tokens=tokens)
+    if principal.claims.sid not in sids:
+        await revoke_session(session, principal.claims.sid, tokens=tokens)
+        sids.append(principal.claims.sid)
+    await session.commit()
+    return sids
+
+
+async def purge_expired(session: AsyncSession) -> int:
+    """Forget blocklist entries and sessions past their natural expiry."""
+    now = utcnow()
+    revoked = await session.exec(delete(RevokedToken).where(col(RevokedToken.expires_at) < now))
+    sessions = await session.exec(delete(AuthSession).where(col(AuthSession.expires_at) < now))
+    await session.commit()
+    return int(revoked.rowcount or 0) + int(sessions.rowcount or 0)

@@ -1,0 +1,17 @@
+"""Apply Alembic migrations programmatically (used by `fasttrack migrate` and `serve`)."""
+
+from alembic import command
+from alembic.config import Config
+
+from fasttrack.core.config import Settings
+
+
+def alembic_config(settings: Settings) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "fasttrack:migrations")
+    config.attributes["database_url"] = settings.database_url
+    return config
+
+
+def upgrade_to_head(settings: Settings) -> None:
+    command.upgrade(alembic_config(settings), "head")

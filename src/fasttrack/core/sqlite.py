@@ -1,0 +1,121 @@
+"""aiosqlite, adapted so that a statement costs one trip to the connection's thread.
+
+aiosqlite runs each SQLite connection in its own thread and SQLAlchemy's generic async
+adapter awaits the driver's cursor creation, execute, fetchall and close one by one:
+four hand-offs between the event loop and that thread per statement, plus one for
+every commit or rollback, even when no transaction is open. Under load each hand-off
+also waits for the GIL held by the busy event loop, so these trips, not SQLite, were
+what limited throughput (see README "Performance"). This adapter runs the whole
+statement in one call on the driver thread and skips commit/rollback when SQLite has
+no transaction open. Everything else is SQLAlchemy's own aiosqlite adapter.
+"""
+
+import sqlite3
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.connectors.asyncio import AsyncAdapt_dbapi_connection
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util.concurrency import await_
+
+_Result = tuple[Any, int, int | None, list[Any]]
+
+
+def _run(connection: sqlite3.Connection, operation: str, parameters: Any, *, many: bool) -> _Result:
+    """Execute, fetch and close on the driver's thread; returns what the cursor learnt."""
+    cursor = connection.cursor()
+    try:
+        if many:
+            cursor.executemany(operation, parameters)
+        else:
+            cursor.execute(operation, () if parameters is None else parameters)
+        rows = cursor.fetchall() if cursor.description else []
+        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: AsyncAdapt_dbapi_connection) -> None:
+        # No driver cursor is created here: _run makes (and closes) one per statement.
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._rows: deque[Any] = deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._lastrowid  # type: ignore[return-value]
+
+    def execute(self, operation: Any, parameters: Any = None) -> None:
+        self._call(operation, parameters, many=False)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> None:
+        self._call(operation, seq_of_parameters, many=True)
+
+    def _call(self, operation: Any, parameters: Any, *, many: bool) -> None:
+        driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        submit: Callable[..., Awaitable[_Result]] = driver._execute
+        try:
+            result = await_(submit(_run, driver._conn, operation, parameters, many=many))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+        self._description, self._rowcount, self._lastrowid, rows = result
+        self._rows = deque(rows)
+
+    async def _async_soft_close(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+class OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = OneTripCursor
+
+    def _in_transaction(self) -> bool:
+        # The driver connection is idle whenever SQLAlchemy calls commit or rollback, so
+        # reading this flag from the event loop's thread is safe.
+        driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        return driver._connection is not None and driver._conn.in_transaction
+
+    def commit(self) -> None:
+        if self._in_transaction():
+            super().commit()
+
+    def rollback(self) -> None:
+        if self._in_transaction():
+            super().rollback()
+
+
+class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DBAPI module to pass as `create_async_engine(..., module=...)`."""
+
+    def __init__(self) -> None:
+        super().__init__(aiosqlite, sqlite3)
+
+    def connect(self, *args: Any, **kwargs: Any) -> OneTripConnection:
+        connection = aiosqlite.connect(*args, **kwargs)
+        # A daemon thread never blocks interpreter exit, as in SQLAlchemy's own adapter.
+        connection._thread.daemon = True
+        driver: Any = await_(connection)
+        return OneTripConnection(self, driver)

@@ -1,0 +1,85 @@
+"""Redis pub/sub broker: every process of a deployment receives every event."""
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from fasttrack.notifications.broker import Event, EventHandler
+
+logger = logging.getLogger("fasttrack.broker")
+
+CHANNEL: Final = "fasttrack:events"
+RECONNECT_DELAYS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+class RedisBroker:
+    """Redis pub/sub: every process of the deployment receives every event.
+
+    If Redis is unreachable, events published here are delivered to this process's own
+    connections (logged), and the subscriber reconnects with backoff until Redis returns.
+    The inbox in the database is the source of truth either way: a client that missed a
+    push catches up by reconnecting with `?since=`.
+    """
+
+    def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
+        self._redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
+        self._channel = channel
+        self._handler: EventHandler | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def start(self, handler: EventHandler) -> None:
+        self._handler = handler
+        self._listener = asyncio.create_task(self._listen(), name="redis-broker")
+
+    async def publish(self, event: Event) -> None:
+        try:
+            await self._redis.publish(self._channel, json.dumps(event))
+        except (RedisError, OSError) as exc:
+            logger.warning("Redis publish failed (%s); delivering to local connections only", exc)
+            if self._handler is not None:
+                await self._handler(event)
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    if attempt:
+                        logger.info("Redis subscription restored")
+                    attempt = 0
+                    self.subscribed.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message" and self._handler is not None:
+                            await self._dispatch(message["data"])
+            except (RedisError, OSError) as exc:
+                self.subscribed.clear()
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                logger.warning("Redis subscription lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _dispatch(self, raw: bytes | str) -> None:
+        assert self._handler is not None
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            logger.warning("ignored a malformed event on %s", self._channel)
+            return
+        try:
+            await self._handler(event)
+        except Exception:
+            logger.exception("handling a broker event failed")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._redis.aclose()

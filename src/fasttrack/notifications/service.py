@@ -1,0 +1,149 @@
+"""The notification inbox: who is told what, and reading it (SPEC §5 Notifications, §7)."""
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from fasttrack.core.db import utcnow
+from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.notifications.exceptions import NotificationNotFound
+from fasttrack.notifications.models import Notification, NotificationType
+from fasttrack.users.models import User
+
+REPLAY_BATCH: Final = 100
+
+
+def _actor(user: User) -> dict[str, Any]:
+    return {"id": user.id, "display_name": user.display_name}
+
+
+def notify(
+    session: AsyncSession,
+    recipients: Iterable[int | None],
+    kind: NotificationType,
+    data: dict[str, Any],
+    *,
+    actor: User,
+) -> list[Notification]:
+    """Add one inbox row per recipient to the caller's transaction.
+
+    The person who caused the event is never told about it, and nobody is told twice.
+    The caller commits; pushing to live connections happens after that commit.
+    """
+    notifications = [
+        Notification(user_id=user_id, type=kind.value, data=data)
+        for user_id in dict.fromkeys(recipients)
+        if user_id is not None and user_id != actor.id
+    ]
+    session.add_all(notifications)
+    return notifications
+
+
+def task_assigned(
+    session: AsyncSession,
+    *,
+    task_id: int | None,
+    task_title: str,
+    project_id: int,
+    project_name: str,
+    assignee_id: int,
+    actor: User,
+) -> list[Notification]:
+    data = {
+        "task_id": task_id,
+        "task_title": task_title,
+        "project_id": project_id,
+        "project_name": project_name,
+        "assigned_by": _actor(actor),
+    }
+    return notify(session, [assignee_id], NotificationType.task_assigned, data, actor=actor)
+
+
+def status_changed(
+    session: AsyncSession,
+    *,
+    task_id: int | None,
+    task_title: str,
+    old: str,
+    new: str,
+    recipients: Iterable[int | None],
+    actor: User,
+) -> list[Notification]:
+    data = {
+        "task_id": task_id,
+        "task_title": task_title,
+        "old": old,
+        "new": new,
+        "changed_by": _actor(actor),
+    }
+    return notify(session, recipients, NotificationType.status_changed, data, actor=actor)
+
+
+def comment_added(
+    session: AsyncSession,
+    *,
+    task_id: int | None,
+    comment_id: int | None,
+    recipients: Iterable[int | None],
+    actor: User,
+) -> list[Notification]:
+    data = {
+        "task_id": task_id,
+        "comment_id": comment_id,
+        "author_id": actor.id,
+        "author_name": actor.display_name,
+    }
+    return notify(session, recipients, NotificationType.comment_added, data, actor=actor)
+
+
+async def list_notifications(
+    session: AsyncSession, user: User, params: CursorParams, *, unread: bool | None = None
+) -> PageResult[Notification]:
+    statement = select(Notification).where(Notification.user_id == user.id)
+    if unread is True:
+        statement = statement.where(col(Notification.read_at).is_(None))
+    elif unread is False:
+        statement = statement.where(col(Notification.read_at).is_not(None))
+    return await paginate(session, statement, params, key=col(Notification.id), descending=True)
+
+
+async def mark_read(session: AsyncSession, user: User, notification_id: int) -> None:
+    """Mark one of the user's notifications read (idempotent); 404 if it is not theirs."""
+    notification = (
+        await session.exec(
+            select(Notification).where(
+                Notification.id == notification_id, Notification.user_id == user.id
+            )
+        )
+    ).first()
+    if notification is None:
+        raise NotificationNotFound()
+    if notification.read_at is None:
+        notification.read_at = utcnow()
+        session.add(notification)
+        await session.commit()
+
+
+async def mark_all_read(session: AsyncSession, user: User) -> None:
+    await session.exec(
+        sa.update(Notification)
+        .where(col(Notification.user_id) == user.id, col(Notification.read_at).is_(None))
+        .values(read_at=utcnow())
+    )
+    await session.commit()
+
+
+async def missed_since(
+    session: AsyncSession, user_id: int, since: int, *, limit: int = REPLAY_BATCH
+) -> list[Notification]:
+    """The user's notifications with an id above `since`, oldest first, one batch."""
+    statement = (
+        select(Notification)
+        .where(Notification.user_id == user_id, col(Notification.id) > since)
+        .order_by(col(Notification.id))
+        .limit(limit)
+    )
+    return list((await session.exec(statement)).all())

@@ -1,0 +1,95 @@
+"""The project table and the shapes the API reads and writes."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import StringConstraints, computed_field
+from sqlalchemy import Index
+from sqlalchemy.orm import declared_attr
+from sqlmodel import Field, SQLModel
+
+from fasttrack.core.db import NO_NUL, UTCDateTime, enum_type, utcnow
+
+ProjectName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_NUL
+]
+ProjectDescription = Annotated[str, StringConstraints(max_length=5000), NO_NUL]
+
+
+class ProjectStatus(StrEnum):
+    active = "active"
+    archived = "archived"
+
+
+class Project(SQLModel, table=True):
+    __table_args__ = (Index("ix_project_owner_id_id", "owner_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    status: ProjectStatus = Field(
+        default=ProjectStatus.active, sa_type=enum_type(ProjectStatus), index=True
+    )
+    owner_id: int = Field(foreign_key="user.id", ondelete="CASCADE")
+    # Bumped by every change of the project's own fields; the ETag is derived from it.
+    version: int = Field(default=1)
+    # Maintained by a background job after each task change (see projects.service).
+    todo_count: int = Field(default=0)
+    in_progress_count: int = Field(default=0)
+    done_count: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        # An UPDATE only applies if the row still has the version we read: two concurrent
+        # PATCHes with the same If-Match cannot both win.
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
+class ProjectCreate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    name: ProjectName
+    description: ProjectDescription | None = None
+
+
+class ProjectUpdate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    # Omitted fields keep their value; an explicit null is refused except where the
+    # column is nullable (see users.models for why the defaults are None).
+    name: ProjectName = Field(default=None)
+    description: ProjectDescription | None = None
+    status: ProjectStatus = Field(default=None)
+
+
+class TaskCounts(SQLModel):
+    todo: int
+    in_progress: int
+    done: int
+    total: int
+
+
+class ProjectRead(SQLModel):
+    id: int
+    name: str
+    description: str | None
+    status: ProjectStatus
+    owner_id: int
+    todo_count: int = Field(exclude=True)
+    in_progress_count: int = Field(exclude=True)
+    done_count: int = Field(exclude=True)
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def task_counts(self) -> TaskCounts:
+        return TaskCounts(
+            todo=self.todo_count,
+            in_progress=self.in_progress_count,
+            done=self.done_count,
+            total=self.todo_count + self.in_progress_count + self.done_count,
+        )

@@ -1,0 +1,131 @@
+"""Projects: visibility, CRUD with optimistic concurrency, and derived task counts."""
+
+from typing import Final
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
+
+from fasttrack.core.db import Database, utcnow
+from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.core.versioning import IfMatch, save_versioned
+from fasttrack.projects.models import Project, ProjectCreate, ProjectStatus, ProjectUpdate
+from fasttrack.tasks.models import Task, TaskStatus
+from fasttrack.users.models import Role, User
+
+COUNT_COLUMNS: Final = {
+    TaskStatus.todo: "todo_count",
+    TaskStatus.in_progress: "in_progress_count",
+    TaskStatus.done: "done_count",
+}
+
+
+def visible_projects(viewer: User) -> SelectOfScalar[Project]:
+    """Projects `viewer` may see (and manage): their own, or all of them for an admin."""
+    statement = select(Project)
+    if viewer.role is not Role.admin:
+        statement = statement.where(Project.owner_id == viewer.id)
+    return statement
+
+
+def can_manage(project: Project, user: User) -> bool:
+    return user.role is Role.admin or project.owner_id == user.id
+
+
+async def get_visible(session: AsyncSession, project_id: int, *, viewer: User) -> Project | None:
+    statement = visible_projects(viewer).where(Project.id == project_id)
+    return (await session.exec(statement)).first()
+
+
+async def list_projects(
+    session: AsyncSession,
+    params: CursorParams,
+    *,
+    viewer: User,
+    status: ProjectStatus | None = None,
+) -> PageResult[Project]:
+    statement = visible_projects(viewer)
+    if status is not None:
+        statement = statement.where(Project.status == status)
+    return await paginate(session, statement, params, key=col(Project.id), descending=True)
+
+
+async def create(session: AsyncSession, body: ProjectCreate, *, owner: User) -> Project:
+    project = Project.model_validate(body, update={"owner_id": owner.id})
+    session.add(project)
+    await session.commit()
+    return project
+
+
+async def update(
+    session: AsyncSession, project: Project, changes: ProjectUpdate, *, if_match: IfMatch | None
+) -> Project:
+    """Apply a PATCH; 412 if `if_match` no longer matches. An empty change is a no-op."""
+
+    async def apply() -> None:
+        data = {
+            field: value
+            for field, value in changes.model_dump(exclude_unset=True).items()
+            if getattr(project, field) != value
+        }
+        if data:
+            project.sqlmodel_update(data)
+            project.updated_at = utcnow()
+            session.add(project)
+
+    await save_versioned(session, project, if_match, apply)
+    return project
+
+
+async def delete(session: AsyncSession, project: Project) -> None:
+    """Delete a project; the database cascades to its tasks and their comments."""
+    await session.exec(sa.delete(Project).where(col(Project.id) == project.id))
+    await session.commit()
+
+
+async def recompute_task_counts(session: AsyncSession, project_id: int) -> None:
+    """Store a project's task counts, counted from its tasks (idempotent)."""
+    # Lock the project row first (PostgreSQL; SQLite writers are serialised anyway): the
+    # UPDATE below then counts from a snapshot taken after every earlier refresh of this
+    # project committed, so a slower, older count can never overwrite a newer one.
+    locked = select(Project.id).where(Project.id == project_id).with_for_update()
+    if (await session.exec(locked)).first() is None:
+        return
+    counts = {
+        column: select(sa.func.count())
+        .where(col(Task.project_id) == project_id, col(Task.status) == status)
+        .scalar_subquery()
+        for status, column in COUNT_COLUMNS.items()
+    }
+    # A Core UPDATE: derived data does not bump the version, so ETags stay valid.
+    await session.exec(sa.update(Project).where(col(Project.id) == project_id).values(counts))
+    await session.commit()
+
+
+class TaskCountRefresher:
+    """Runs `recompute_task_counts` after task changes, as a background job.
+
+    A burst of changes to one project needs one recount, not one each: while a refresh
+    of a project runs, further requests only mark it dirty, and the running refresh
+    counts again once it is done. Every change is still followed by a recount that
+    started after it was committed.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._dirty: set[int] = set()
+        self._running: set[int] = set()
+
+    async def refresh(self, project_id: int) -> None:
+        self._dirty.add(project_id)
+        if project_id in self._running:
+            return
+        self._running.add(project_id)
+        try:
+            while project_id in self._dirty:
+                self._dirty.discard(project_id)
+                async with self._database.write_sessionmaker() as session:
+                    await recompute_task_counts(session, project_id)
+        finally:
+            self._running.discard(project_id)

@@ -1,0 +1,161 @@
+"""Tasks (SPEC §5 Tasks)."""
+
+from fastapi import APIRouter, Request, Response, status
+
+from fasttrack.auth.dependencies import CurrentUser
+from fasttrack.core.background import BackgroundJobs, BackgroundJobsDep
+from fasttrack.core.db import SessionDep
+from fasttrack.core.errors import problem_responses
+from fasttrack.core.pagination import Page, PageParams, PageResult
+from fasttrack.core.versioning import IfMatchDep, etag
+from fasttrack.notifications.dependencies import EmailSenderDep, HubDep
+from fasttrack.notifications.email import EmailSender, assignment_email
+from fasttrack.notifications.hub import Hub
+from fasttrack.projects.dependencies import TaskCountsDep, VisibleProject
+from fasttrack.projects.service import TaskCountRefresher
+from fasttrack.tasks import service as task_service
+from fasttrack.tasks.dependencies import ManagedTask, TaskFiltersDep, VisibleTask
+from fasttrack.tasks.models import Task, TaskCreate, TaskRead, TaskUpdate
+from fasttrack.tasks.service import TaskChange
+from fasttrack.users.models import User
+
+router = APIRouter(tags=["tasks"])
+
+ETAG_HEADER = {
+    "ETag": {"description": "Version of the task, for `If-Match`.", "schema": {"type": "string"}}
+}
+
+
+async def _after_commit(
+    change: TaskChange,
+    *,
+    actor: User,
+    hub: Hub,
+    jobs: BackgroundJobs,
+    task_counts: TaskCountRefresher,
+    email_sender: EmailSender,
+) -> None:
+    """The work that follows a committed task change: push the notifications, then
+    schedule the task counts refresh and the assignment e-mail."""
+    await hub.publish(change.notifications)
+    task = change.task
+    if change.moves_counts:
+        jobs.add("refresh-task-counts", task_counts.refresh, task.project_id)
+    if change.new_assignee is not None:
+        message = assignment_email(
+            to=change.new_assignee.email,
+            assignee_name=change.new_assignee.display_name,
+            task_title=task.title,
+            project_name=task.project.name,
+            assigned_by=actor.display_name,
+        )
+        jobs.add("assignment-email", email_sender.send, message)
+
+
+@router.post(
+    "/projects/{project_id}/tasks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
+)
+async def create_task(
+    project: VisibleProject,
+    body: TaskCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    hub: HubDep,
+    jobs: BackgroundJobsDep,
+    task_counts: TaskCountsDep,
+    email_sender: EmailSenderDep,
+    request: Request,
+    response: Response,
+) -> Task:
+    """Create a task in a project (owner or admin). `assignee_id` must be an existing,
+    active user (422 otherwise); the assignee is notified (`task_assigned`) and e-mailed."""
+    change = await task_service.create(session, project, body, actor=user)
+    await _after_commit(
+        change, actor=user, hub=hub, jobs=jobs, task_counts=task_counts, email_sender=email_sender
+    )
+    response.headers["Location"] = str(request.url_for("get_task", task_id=change.task.id))
+    response.headers["ETag"] = etag(change.task.version)
+    return change.task
+
+
+@router.get(
+    "/projects/{project_id}/tasks",
+    response_model=Page[TaskRead],
+    responses=problem_responses(401, 404, 422),
+)
+async def list_project_tasks(
+    project: VisibleProject, filters: TaskFiltersDep, page: PageParams, session: SessionDep
+) -> PageResult[Task]:
+    """A project's tasks, newest first (owner or admin), filtered by `status`,
+    `priority` and `assignee_id`."""
+    return await task_service.list_project_tasks(session, project, page, filters=filters)
+
+
+@router.get(
+    "/users/me/tasks",
+    response_model=Page[TaskRead],
+    responses=problem_responses(401, 422),
+)
+async def list_my_tasks(
+    user: CurrentUser, filters: TaskFiltersDep, page: PageParams, session: SessionDep
+) -> PageResult[Task]:
+    """Tasks assigned to the caller across all projects, newest first, with the same
+    filters as a project's task list."""
+    return await task_service.list_assigned_tasks(session, user, page, filters=filters)
+
+
+@router.get(
+    "/tasks/{task_id}",
+    response_model=TaskRead,
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404)},
+)
+async def get_task(task: VisibleTask, response: Response) -> Task:
+    """One task, for the project owner, the assignee or an admin (404 for anyone else)."""
+    response.headers["ETag"] = etag(task.version)
+    return task
+
+
+@router.patch(
+    "/tasks/{task_id}",
+    response_model=TaskRead,
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 409, 412, 422)},
+)
+async def update_task(
+    task: VisibleTask,
+    changes: TaskUpdate,
+    if_match: IfMatchDep,
+    user: CurrentUser,
+    session: SessionDep,
+    hub: HubDep,
+    jobs: BackgroundJobsDep,
+    task_counts: TaskCountsDep,
+    email_sender: EmailSenderDep,
+    response: Response,
+) -> Task:
+    """Change a task. The owner and admins may change any field; the assignee only
+    `status` (403 otherwise). Status moves: todo ↔ in_progress ↔ done (409
+    `invalid_transition` otherwise, nothing changed). With `If-Match`, applies only if the
+    task still has that ETag (412 `precondition_failed`). A new assignee is notified and
+    e-mailed; a status change notifies the project owner and the assignee."""
+    change = await task_service.update(session, task, changes, actor=user, if_match=if_match)
+    await _after_commit(
+        change, actor=user, hub=hub, jobs=jobs, task_counts=task_counts, email_sender=email_sender
+    )
+    response.headers["ETag"] = etag(change.task.version)
+    return change.task
+
+
+@router.delete(
+    "/tasks/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404),
+)
+async def delete_task(
+    task: ManagedTask, session: SessionDep, jobs: BackgroundJobsDep, task_counts: TaskCountsDep
+) -> None:
+    """Delete a task and its comments (owner or admin; the assignee gets 403)."""
+    await task_service.delete(session, task)
+    jobs.add("refresh-task-counts", task_counts.refresh, task.project_id)

@@ -1,0 +1,128 @@
+"""The user table and the shapes the API reads and writes."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Final, Self
+
+from pydantic import AfterValidator, EmailStr, StringConstraints, model_validator
+from sqlmodel import Field, SQLModel
+
+from fasttrack.core.db import NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES
+
+MAX_EMAIL_LENGTH: Final = 254
+
+
+class Role(StrEnum):
+    admin = "admin"
+    user = "user"
+
+
+def _lower_email(value: str) -> str:
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise ValueError(f"must be at most {MAX_EMAIL_LENGTH} characters")
+    return value.lower()
+
+
+def _at_most_72_bytes(value: str) -> str:
+    if len(value.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"must be at most {MAX_PASSWORD_BYTES} bytes long when UTF-8 encoded")
+    return value
+
+
+def _password_bytes(value: str) -> str:
+    size = len(value.encode())
+    if not MIN_PASSWORD_BYTES <= size <= MAX_PASSWORD_BYTES:
+        raise ValueError(
+            f"must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes long when UTF-8 encoded"
+        )
+    return value
+
+
+# Stored lower-cased, so uniqueness is case-insensitive on every database.
+Email = Annotated[EmailStr, AfterValidator(_lower_email)]
+# bcrypt reads 72 bytes at most. The character bounds only pre-filter (72 bytes need at
+# least 18 characters of four bytes); the byte bounds are what the API enforces.
+Password = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=MAX_PASSWORD_BYTES),
+    AfterValidator(_password_bytes),
+]
+# A password presented for checking (login, current password): never longer than bcrypt reads.
+PasswordAttempt = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_PASSWORD_BYTES),
+    AfterValidator(_at_most_72_bytes),
+]
+DisplayName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NO_NUL
+]
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=MAX_EMAIL_LENGTH, unique=True)
+    hashed_password: str = Field(max_length=255)
+    display_name: str = Field(max_length=100)
+    role: Role = Field(default=Role.user, sa_type=enum_type(Role), index=True)
+    is_active: bool = Field(default=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class UserCreate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    email: Email
+    password: Password = Field(description="8 to 72 bytes when UTF-8 encoded.")
+    display_name: DisplayName | None = Field(
+        default=None, description="Defaults to the part of the e-mail before the @."
+    )
+
+
+class UserRead(SQLModel):
+    id: int
+    email: str
+    display_name: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# In the update shapes an omitted field keeps its value and an explicit null is a 422,
+# so every field defaults to None but is typed without it: pydantic does not validate
+# defaults, and `model_dump(exclude_unset=True)` only ever yields what the client sent.
+
+
+class UserSelfUpdate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    display_name: DisplayName = Field(default=None)
+    password: Password = Field(
+        default=None, description="New password; requires `current_password`."
+    )
+    current_password: PasswordAttempt = Field(default=None)
+
+    @model_validator(mode="after")
+    def _password_and_current_password_go_together(self) -> Self:
+        if ("password" in self.model_fields_set) != ("current_password" in self.model_fields_set):
+            raise ValueError("password and current_password must be sent together")
+        return self
+
+
+class UserAdminUpdate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    display_name: DisplayName = Field(default=None)
+    role: Role = Field(default=None)
+    is_active: bool = Field(default=None)
+
+
+class UserPromotion(SQLModel):
+    """What `fasttrack create-admin` may set on an existing account: registration's rules."""
+
+    model_config = {"extra": "forbid"}
+
+    password: Password | None = None
+    display_name: DisplayName | None = None

@@ -1,0 +1,170 @@
+"""Accounts: creation, self-service changes, administration (SPEC §5 Users)."""
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from fasttrack.auth import service as auth_service
+from fasttrack.auth.service import Principal
+from fasttrack.auth.tokens import TokenService
+from fasttrack.core.db import release_connection, utcnow
+from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.core.security import PasswordHasher
+from fasttrack.users.exceptions import EmailTaken, LastAdmin, WrongCurrentPassword
+from fasttrack.users.models import (
+    Role,
+    User,
+    UserAdminUpdate,
+    UserCreate,
+    UserPromotion,
+    UserSelfUpdate,
+)
+
+
+async def create(
+    session: AsyncSession, body: UserCreate, *, hasher: PasswordHasher, role: Role = Role.user
+) -> User:
+    """Register an account; 409 if the e-mail is taken in any letter case."""
+    user = User(
+        email=body.email,
+        hashed_password=await hasher.hash(body.password),
+        display_name=body.display_name or body.email.split("@", 1)[0][:100],
+        role=role,
+    )
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise EmailTaken() from exc
+    return user
+
+
+async def get_by_email(session: AsyncSession, email: str) -> User | None:
+    return (await session.exec(select(User).where(User.email == email.lower()))).first()
+
+
+async def list_users(
+    session: AsyncSession,
+    params: CursorParams,
+    *,
+    role: Role | None = None,
+    is_active: bool | None = None,
+) -> PageResult[User]:
+    statement = select(User)
+    if role is not None:
+        statement = statement.where(User.role == role)
+    if is_active is not None:
+        statement = statement.where(User.is_active == is_active)
+    return await paginate(session, statement, params, key=col(User.id), descending=False)
+
+
+async def update_self(
+    session: AsyncSession,
+    principal: Principal,
+    changes: UserSelfUpdate,
+    *,
+    hasher: PasswordHasher,
+    tokens: TokenService,
+) -> tuple[User, list[str]]:
+    """Apply the caller's own changes; returns the user and the sessions it revoked.
+
+    A new password needs the current one and ends every other session of the user: a
+    thief holding an old refresh token loses it, the caller keeps working.
+    """
+    # The principal was loaded by authentication's own session; adopt it into this one.
+    user = await session.merge(principal.user, load=False)
+    data = changes.model_dump(exclude_unset=True)
+    revoked: list[str] = []
+    if "password" in data:
+        await release_connection(session)
+        if not await hasher.verify(data.pop("current_password"), user.hashed_password):
+            raise WrongCurrentPassword()
+        user.hashed_password = await hasher.hash(data.pop("password"))
+        session.add(user)
+        assert user.id is not None
+        revoked = await auth_service.revoke_user_sessions(
+            session, user.id, tokens=tokens, keep_sid=principal.claims.sid
+        )
+    data.pop("current_password", None)
+    user.sqlmodel_update(data)
+    user.updated_at = utcnow()
+    session.add(user)
+    await session.commit()
+    return user, revoked
+
+
+async def update_by_admin(
+    session: AsyncSession, user: User, changes: UserAdminUpdate, *, tokens: TokenService
+) -> tuple[User, list[str]]:
+    """Apply an admin's changes to `user`; returns the user and the sessions it revoked.
+
+    Deactivation ends every session, so reactivating an account never revives tokens
+    issued before it was locked.
+    """
+    data = changes.model_dump(exclude_unset=True)
+    loses_admin = (
+        user.role is Role.admin
+        and user.is_active
+        and (data.get("role", Role.admin) is not Role.admin or data.get("is_active", True) is False)
+    )
+    if loses_admin and not await _another_active_admin_exists(session, user):
+        raise LastAdmin()
+    revoked: list[str] = []
+    if data.get("is_active") is False and user.is_active:
+        assert user.id is not None
+        revoked = await auth_service.revoke_user_sessions(session, user.id, tokens=tokens)
+    user.sqlmodel_update(data)
+    user.updated_at = utcnow()
+    session.add(user)
+    await session.commit()
+    return user, revoked
+
+
+async def _another_active_admin_exists(session: AsyncSession, user: User) -> bool:
+    # Locking every active admin row, in id order, serialises concurrent demotions on
+    # PostgreSQL: two admins demoting each other cannot both still see the other one.
+    # SQLite writers are already serialised by BEGIN IMMEDIATE and ignore the clause.
+    statement = (
+        select(User.id)
+        .where(User.role == Role.admin, col(User.is_active).is_(True))
+        .order_by(col(User.id))
+        .with_for_update()
+    )
+    return any(admin_id != user.id for admin_id in (await session.exec(statement)).all())
+
+
+async def ensure_admin(
+    session: AsyncSession,
+    email: str,
+    *,
+    password: str | None,
+    display_name: str | None,
+    hasher: PasswordHasher,
+    tokens: TokenService,
+) -> tuple[User, bool]:
+    """Promote the account with this e-mail to admin, creating it if needed.
+
+    Returns the user and whether it was created. The password and display name follow
+    the rules of registration either way (pydantic.ValidationError otherwise). A new
+    password for an existing account ends all of its sessions, as any password change.
+    """
+    existing = await get_by_email(session, email)
+    if existing is None:
+        if password is None:
+            raise ValueError("a password is needed to create a new account")
+        body = UserCreate(email=email, password=password, display_name=display_name)
+        return await create(session, body, hasher=hasher, role=Role.admin), True
+    changes = UserPromotion(password=password, display_name=display_name)
+    existing.role = Role.admin
+    existing.is_active = True
+    if changes.display_name:
+        existing.display_name = changes.display_name
+    if changes.password is not None:
+        existing.hashed_password = await hasher.hash(changes.password)
+        assert existing.id is not None
+        await auth_service.revoke_user_sessions(session, existing.id, tokens=tokens)
+    existing.updated_at = utcnow()
+    session.add(existing)
+    await session.commit()
+    return existing, False
