@@ -1,6 +1,7 @@
 """Migrations: up, all the way down, up again, and no drift from the models."""
 
 import asyncio
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +73,17 @@ async def _drop_index(url: str) -> None:
     async with engine.begin() as connection:
         await connection.execute(text("DROP INDEX ix_task_project_id_status"))
     await engine.dispose()
+
+
+def test_offline_mode_renders_the_schema_as_sql(tmp_path: Path) -> None:
+    config = alembic_config(
+        Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path}/never-opened.db")
+    )
+    config.output_buffer = io.StringIO()
+
+    command.upgrade(config, "head", sql=True)
+
+    script = config.output_buffer.getvalue()
+    assert "CREATE TABLE task" in script
+    assert "CREATE INDEX ix_task_project_id_status" in script
+    assert not (tmp_path / "never-opened.db").exists()
