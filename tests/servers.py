@@ -1,6 +1,7 @@
 """Run `fasttrack` as a real server process for the tests that need one."""
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -17,7 +18,8 @@ PORTS = range(8200, 8300)
 
 
 def free_port() -> int:
-    for port in PORTS:
+    # A random order: two test runs side by side rarely race for the same port.
+    for port in random.sample(PORTS, len(PORTS)):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))

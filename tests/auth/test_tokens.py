@@ -7,13 +7,17 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
 from jwt.warnings import InsecureKeyLengthWarning
+from pydantic import SecretStr
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.auth.tokens import VERIFIED_CACHE_SIZE, TokenService, TokenType
+from fasttrack.core.config import Settings
 from fasttrack.core.db import MAX_ID
 from tests.factories import (
     TEST_SECRET,
@@ -237,3 +241,42 @@ async def test_issued_tokens_carry_exactly_the_specified_claims(
     assert access["jti"] != refresh["jti"]
     header = json.loads(base64.urlsafe_b64decode(pair["access_token"].split(".")[0] + "=="))
     assert header["alg"] == "HS256"
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user(session)
+    token = sign(token_claims(user, exp=NOW + 60))
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
+
+    later = datetime.fromtimestamp(NOW + 60, UTC)
+    monkeypatch.setattr("fasttrack.auth.tokens.utcnow", lambda: later)
+    response = await client.get("/users/me", headers=bearer(token))
+
+    assert_problem(response, 401, "token_expired")
+
+
+async def test_an_access_token_accepted_before_is_still_no_refresh_token(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    user = await make_user(session)
+    token = sign(token_claims(user))
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
+
+    response = await client.post("/auth/refresh", json={"refresh_token": token})
+
+    assert_problem(response, 401, "invalid_token")
+
+
+def test_the_verified_token_cache_is_bounded() -> None:
+    tokens = TokenService(Settings(_env_file=None, secret_key=SecretStr(TEST_SECRET)))
+    first = tokens.issue_pair(1, sid="s")[0].access_token
+    assert tokens.decode(first, TokenType.access).user_id == 1
+
+    for user_id in range(2, VERIFIED_CACHE_SIZE + 2):
+        tokens.decode(tokens.issue_pair(user_id, sid="s")[0].access_token, TokenType.access)
+
+    assert len(tokens._verified) == VERIFIED_CACHE_SIZE
+    assert first not in tokens._verified
+    assert tokens.decode(first, TokenType.access).user_id == 1

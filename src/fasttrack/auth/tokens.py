@@ -1,6 +1,7 @@
 """JWT access and refresh tokens: what they claim, how they are signed and checked."""
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -14,6 +15,9 @@ from fasttrack.core.config import Settings
 from fasttrack.core.db import MAX_ID, utcnow
 
 REQUIRED_CLAIMS: Final = ("sub", "type", "jti", "sid", "iat", "exp", "iss", "aud")
+# Tokens whose signature and claims were verified, kept to skip the JWT work when the
+# same token comes back (every request of a client sends the one it holds).
+VERIFIED_CACHE_SIZE: Final = 4096
 
 
 class TokenType(StrEnum):
@@ -45,6 +49,7 @@ class TokenService:
         self._audience = settings.jwt_audience
         self.access_lifetime = timedelta(minutes=settings.access_token_expire_minutes)
         self.refresh_lifetime = timedelta(days=settings.refresh_token_expire_days)
+        self._verified: OrderedDict[str, Claims] = OrderedDict()
 
     def issue_pair(self, user_id: int, *, sid: str) -> tuple[TokenPair, Claims]:
         """A new access + refresh token for session `sid`; also returns the refresh claims."""
@@ -90,7 +95,32 @@ class TokenService:
         Only the configured algorithm is accepted, which rules out `alg: none` and
         HMAC/RSA confusion. An access token is never accepted where a refresh token is
         expected, nor the reverse.
+
+        A token verified before is not verified again: signature, issuer, audience and
+        claims cannot change for the same string and key. Expiry and type are checked on
+        every call, and revocation is the caller's database check, so the cache changes
+        no answer, only the time it takes.
         """
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token, verify_exp=verify_exp)
+            if verify_exp:
+                self._remember(token, claims)
+        else:
+            self._verified.move_to_end(token)
+        if claims.type is not expected:
+            raise InvalidToken(f"An {expected.value} token is required here")
+        # Same rule as PyJWT's: a token is expired from the second its `exp` names.
+        if verify_exp and claims.expires_at <= utcnow():
+            raise TokenExpired()
+        return claims
+
+    def _remember(self, token: str, claims: Claims) -> None:
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+
+    def _verify(self, token: str, *, verify_exp: bool) -> Claims:
         try:
             payload = jwt.decode(
                 token,
@@ -104,12 +134,10 @@ class TokenService:
             raise TokenExpired() from exc
         except jwt.InvalidTokenError as exc:
             raise InvalidToken() from exc
-        if payload["type"] != expected.value:
-            raise InvalidToken(f"An {expected.value} token is required here")
         try:
             return Claims(
                 user_id=_user_id(payload["sub"]),
-                type=expected,
+                type=TokenType(payload["type"]),
                 jti=_token_id(payload["jti"]),
                 sid=_token_id(payload["sid"]),
                 issued_at=datetime.fromtimestamp(payload["iat"], UTC),
