@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
 from fasttrack.core.config import Settings
+from fasttrack.core.pool import FairAsyncQueuePool
 from fasttrack.core.sqlite import OneTripDBAPI
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -117,16 +118,27 @@ def create_database(settings: Settings) -> Database:
     if settings.is_sqlite:
         driver = OneTripDBAPI()
         engine = create_async_engine(
-            settings.database_url, module=driver, pool_size=4, max_overflow=0, pool_timeout=30
+            settings.database_url,
+            module=driver,
+            poolclass=FairAsyncQueuePool,
+            pool_size=4,
+            max_overflow=0,
+            pool_timeout=30,
         )
         write_engine = create_async_engine(
-            settings.database_url, module=driver, pool_size=1, max_overflow=0, pool_timeout=30
+            settings.database_url,
+            module=driver,
+            poolclass=FairAsyncQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
         )
         _install_sqlite_pragmas(engine, begin=None)
         _install_sqlite_pragmas(write_engine, begin="BEGIN IMMEDIATE")
     else:
         engine = create_async_engine(
             settings.database_url,
+            poolclass=FairAsyncQueuePool,
             pool_pre_ping=True,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
