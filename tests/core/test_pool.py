@@ -1,6 +1,7 @@
 """The connection pool serves waiting requests first come, first served."""
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,3 +82,14 @@ async def test_a_waiter_times_out_when_no_connection_comes_back(tmp_path: Path) 
     finally:
         await holder.close()
         await engine.dispose()
+
+
+async def test_the_pool_logs_as_sqlalchemy_not_as_the_application(
+    engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fasttrack")
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("SELECT 1")
+    await engine.dispose()
+
+    assert not [record for record in caplog.records if record.name.startswith("fasttrack")]

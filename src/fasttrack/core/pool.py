@@ -92,3 +92,5 @@ class FairAsyncQueuePool(AsyncAdaptedQueuePool):
     """`AsyncAdaptedQueuePool` with first-come-first-served checkout."""
 
     _queue_class: Any = FairAsyncQueue
+    # Log where every SQLAlchemy pool logs, not under the application's own logger.
+    _sqla_logger_namespace = "sqlalchemy.pool.impl.FairAsyncQueuePool"
