@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection
 
 from fasttrack.core.config import Settings
 from fasttrack.core.pool import FairAsyncQueuePool
-from fasttrack.core.sqlite import OneTripDBAPI
+from fasttrack.core.sqlite import OneTripConnection, OneTripDBAPI
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Integer primary keys are INTEGER columns, 32-bit on PostgreSQL. A larger id names no row,
@@ -111,7 +111,11 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str | None) -> None:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql(statement)
+            dbapi_connection = connection.connection.dbapi_connection
+            if isinstance(dbapi_connection, OneTripConnection):
+                dbapi_connection.begin_with_next_statement(statement)
+            else:
+                connection.exec_driver_sql(statement)
 
 
 def create_database(settings: Settings) -> Database:

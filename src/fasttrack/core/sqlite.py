@@ -6,8 +6,9 @@ four hand-offs between the event loop and that thread per statement, plus one fo
 every commit or rollback, even when no transaction is open. Under load each hand-off
 also waits for the GIL held by the busy event loop, so these trips, not SQLite, were
 what limited throughput (see README "Performance"). This adapter runs the whole
-statement in one call on the driver thread and skips commit/rollback when SQLite has
-no transaction open. Everything else is SQLAlchemy's own aiosqlite adapter.
+statement in one call on the driver thread, sends the `BEGIN` of a transaction along with
+its first statement, and skips commit/rollback when SQLite has no transaction open.
+Everything else is SQLAlchemy's own aiosqlite adapter.
 """
 
 import sqlite3
@@ -27,10 +28,23 @@ from sqlalchemy.util.concurrency import await_
 _Result = tuple[Any, int, int | None, list[Any]]
 
 
-def _run(connection: sqlite3.Connection, operation: str, parameters: Any, *, many: bool) -> _Result:
-    """Execute, fetch and close on the driver's thread; returns what the cursor learnt."""
+def _run(
+    connection: sqlite3.Connection,
+    operation: str,
+    parameters: Any,
+    *,
+    many: bool,
+    begin: str | None,
+) -> _Result:
+    """Execute, fetch and close on the driver's thread; returns what the cursor learnt.
+
+    `begin` is the statement that opens the transaction this statement is the first of:
+    it travels with it instead of taking a trip of its own.
+    """
     cursor = connection.cursor()
     try:
+        if begin is not None:
+            cursor.execute(begin)
         if many:
             cursor.executemany(operation, parameters)
         else:
@@ -74,8 +88,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def _call(self, operation: Any, parameters: Any, *, many: bool) -> None:
         driver: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         submit: Callable[..., Awaitable[_Result]] = driver._execute
+        adapt_connection: OneTripConnection = self._adapt_connection  # type: ignore[assignment]
+        begin = adapt_connection.take_pending_begin()
         try:
-            result = await_(submit(_run, driver._conn, operation, parameters, many=many))
+            result = await_(
+                submit(_run, driver._conn, operation, parameters, many=many, begin=begin)
+            )
         except Exception as error:
             self._adapt_connection._handle_exception(error)
         self._description, self._rowcount, self._lastrowid, rows = result
@@ -89,8 +107,20 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("_pending_begin",)
     _cursor_cls = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._pending_begin: str | None = None
+
+    def begin_with_next_statement(self, statement: str) -> None:
+        """Open the transaction with `statement` on the same trip as the next statement."""
+        self._pending_begin = statement
+
+    def take_pending_begin(self) -> str | None:
+        statement, self._pending_begin = self._pending_begin, None
+        return statement
 
     def _in_transaction(self) -> bool:
         # The driver connection is idle whenever SQLAlchemy calls commit or rollback, so
@@ -99,10 +129,13 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         return driver._connection is not None and driver._conn.in_transaction
 
     def commit(self) -> None:
+        # A transaction that ran no statement never began on the driver.
+        self._pending_begin = None
         if self._in_transaction():
             super().commit()
 
     def rollback(self) -> None:
+        self._pending_begin = None
         if self._in_transaction():
             super().rollback()
 
