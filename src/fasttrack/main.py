@@ -75,6 +75,18 @@ async def _purge_revocations(database: Database) -> None:
         logger.info("purged %d expired revocation entries", purged)
 
 
+async def _repair_task_counts(task_counts: TaskCountRefresher) -> None:
+    # Counts are refreshed after a task change commits; a process killed in between left
+    # them stale. Like the purge, a database that is down must not keep the service down.
+    try:
+        repaired = await task_counts.repair()
+    except Exception:
+        logger.exception("repairing stale task counts failed")
+    else:
+        if repaired:
+            logger.warning("repaired the stale task counts of %d projects", len(repaired))
+
+
 async def _purge_periodically(database: Database) -> None:
     while True:
         await asyncio.sleep(PURGE_INTERVAL_SECONDS)
@@ -118,6 +130,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub: Hub = app.state.hub
     app.state.started_at = time.monotonic()
     await _purge_revocations(database)
+    await _repair_task_counts(app.state.task_counts)
     purger = asyncio.create_task(_purge_periodically(database), name="revocation-purge")
     await hub.start()
     try:

@@ -3,14 +3,16 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from httpx import AsyncClient
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.auth.models import RevokedToken
 from fasttrack.core.db import UTCDateTime, insert_ignoring_duplicates, utcnow
 from fasttrack.users.models import User
-from tests.factories import make_user
+from tests.factories import login, make_user
 
 DIALECT = sqlite.dialect()
 PLUS_TWO = timezone(timedelta(hours=2))
@@ -73,3 +75,21 @@ async def test_insert_ignoring_duplicates_skips_existing_keys(session: AsyncSess
     await insert_ignoring_duplicates(session, RevokedToken, [])
     await session.commit()
     assert sorted((await session.exec(select(RevokedToken.id))).all()) == ["a", "b"]
+
+
+async def test_a_failed_rollback_on_a_lost_connection_keeps_the_answer(
+    client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    headers = await login(client, await make_user(session))
+    close = AsyncSession.close
+
+    async def close_on_a_lost_connection(self: AsyncSession) -> None:
+        await close(self)
+        # What the rollback of a connection the database just dropped raises.
+        raise DBAPIError("ROLLBACK", None, ConnectionResetError(), connection_invalidated=True)
+
+    monkeypatch.setattr(AsyncSession, "close", close_on_a_lost_connection)
+    response = await client.get("/users/me", headers=headers)
+    monkeypatch.undo()
+
+    assert response.status_code == 200

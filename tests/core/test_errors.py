@@ -6,8 +6,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import StreamingResponse
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.core.errors import is_database_unavailable
 from tests.conftest import AppFactory
 from tests.factories import assert_problem, login, make_admin, make_user
 
@@ -136,3 +138,56 @@ async def test_a_conflict_is_a_problem(client: AsyncClient, session: AsyncSessio
     )
     body = assert_problem(response, 409, "conflict")
     assert set(body) == PROBLEM_KEYS
+
+
+class DriverError(Exception):
+    """A driver exception carrying a SQLSTATE, as asyncpg's do."""
+
+    def __init__(self, sqlstate: str | None) -> None:
+        super().__init__(f"driver error {sqlstate}")
+        self.sqlstate = sqlstate
+
+
+def _dbapi_error(sqlstate: str | None, *, invalidated: bool = False) -> DBAPIError:
+    return DBAPIError("SELECT 1", None, DriverError(sqlstate), connection_invalidated=invalidated)
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        pytest.param(_dbapi_error("57P03"), True, id="starting up"),
+        pytest.param(_dbapi_error("57P01"), True, id="administrator shutdown"),
+        pytest.param(_dbapi_error("08003"), True, id="connection does not exist"),
+        pytest.param(_dbapi_error("53300"), True, id="too many connections"),
+        pytest.param(_dbapi_error(None, invalidated=True), True, id="died mid-statement"),
+        pytest.param(OperationalError("SELECT 1", None, DriverError(None)), True, id="operational"),
+        pytest.param(ConnectionRefusedError(), True, id="refused"),
+        pytest.param(_dbapi_error("42P01"), False, id="undefined table"),
+        pytest.param(_dbapi_error(None), False, id="no sqlstate"),
+        pytest.param(IntegrityError("INSERT", None, DriverError("23505")), False, id="unique"),
+        pytest.param(RuntimeError("boom"), False, id="not a database error"),
+    ],
+)
+def test_which_database_errors_mean_unavailable(error: Exception, unavailable: bool) -> None:
+    assert is_database_unavailable(error) is unavailable
+
+
+@pytest.mark.parametrize(("sqlstate", "status"), [("57P03", 503), ("42P01", 500)])
+async def test_a_driver_error_is_503_only_when_the_database_is_unavailable(
+    app_factory: AppFactory, sqlstate: str, status: int
+) -> None:
+    async with app_factory() as application:
+
+        async def query() -> None:
+            raise _dbapi_error(sqlstate)
+
+        application.add_api_route("/query", query)
+        async with AsyncClient(
+            transport=ASGITransport(app=application), base_url="http://test"
+        ) as http:
+            response = await http.get("/query")
+
+    body = assert_problem(
+        response, status, "service_unavailable" if status == 503 else "internal_error"
+    )
+    assert "SELECT" not in body["detail"]

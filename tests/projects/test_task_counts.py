@@ -158,3 +158,33 @@ async def test_refreshing_the_counts_of_a_deleted_project_does_nothing(
     await app.state.task_counts.refresh(project.id)
 
     assert (await session.exec(select(func.count()).select_from(Project))).one() == 0
+
+
+async def test_counts_left_stale_by_an_unclean_stop_are_repaired(
+    app: FastAPI, client: AsyncClient, session: AsyncSession
+) -> None:
+    owner = await make_user(session)
+    stale, fresh, empty = [await make_project(session, owner=owner) for _ in range(3)]
+    assert stale.id is not None
+    assert fresh.id is not None
+    assert empty.id is not None
+    for status in (TaskStatus.todo, TaskStatus.done, TaskStatus.done):
+        await make_task(session, project=stale, status=status)
+    await make_task(session, project=fresh, status=TaskStatus.in_progress)
+    await app.state.task_counts.refresh(fresh.id)
+    # What a process killed between a task's commit and its recount leaves behind.
+    await session.exec(sa.update(Project).where(col(Project.id) == empty.id).values(todo_count=2))
+    await session.commit()
+
+    assert await app.state.task_counts.repair() == sorted([stale.id, empty.id])
+
+    headers = await login(client, owner)
+    assert await _counts(client, stale.id, headers) == {
+        "todo": 1,
+        "in_progress": 0,
+        "done": 2,
+        "total": 3,
+    }
+    assert (await _counts(client, empty.id, headers))["total"] == 0
+    assert (await _counts(client, fresh.id, headers))["in_progress"] == 1
+    assert await app.state.task_counts.repair() == []

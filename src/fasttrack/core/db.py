@@ -1,5 +1,7 @@
 """Async engines, sessions and the column types every table shares."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +15,7 @@ from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
@@ -23,6 +26,8 @@ from starlette.requests import HTTPConnection
 from fasttrack.core.config import Settings
 from fasttrack.core.pool import FairAsyncQueuePool
 from fasttrack.core.sqlite import OneTripConnection, OneTripDBAPI
+
+logger = logging.getLogger("fasttrack.db")
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Integer primary keys are INTEGER columns, 32-bit on PostgreSQL. A larger id names no row,
@@ -160,11 +165,26 @@ def create_database(settings: Settings) -> Database:
     )
 
 
+async def _close(session: AsyncSession) -> None:
+    try:
+        # Shielded, as `async with session` does: a cancelled request still gives its
+        # connection back to the pool.
+        await asyncio.shield(session.close())
+    except (DBAPIError, OSError) as exc:
+        # The rollback of a connection that died under the session: SQLAlchemy has already
+        # discarded it, and the request has its answer (or its own error) already, which a
+        # failed clean-up must not replace with a 500 or a dropped response.
+        logger.warning("closing a session on a lost database connection failed: %s", exc)
+
+
 async def get_read_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """A session on the read pool: authentication and every safe request use it."""
     database: Database = connection.app.state.database
-    async with database.sessionmaker() as session:
+    session = database.sessionmaker()
+    try:
         yield session
+    finally:
+        await _close(session)
 
 
 ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
@@ -184,8 +204,11 @@ async def get_session(
     if method in SAFE_METHODS or database.write_engine is database.engine:
         yield read_session
         return
-    async with database.write_sessionmaker() as session:
+    session = database.write_sessionmaker()
+    try:
         yield session
+    finally:
+        await _close(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

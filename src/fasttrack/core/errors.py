@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +23,22 @@ BEARER_CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
 # OSError: asyncpg raises connection failures (refused, unreachable, timed out) as they
 # come from the socket, and SQLAlchemy wraps only the driver's own DBAPI errors.
 DATABASE_UNAVAILABLE: Final = (OperationalError, InterfaceError, PoolTimeoutError, OSError)
+# SQLSTATE classes of a server that is gone, starting, shutting down or out of resources
+# (08 connection exception, 57P operator intervention, 53 insufficient resources). asyncpg
+# reports these as plain driver errors, which SQLAlchemy wraps in a bare DBAPIError.
+UNAVAILABLE_SQLSTATES: Final = ("08", "57P", "53")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached now, rather than a bug."""
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return True
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        return exc.connection_invalidated or (
+            isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+        )
+    return False
 
 
 class AppError(Exception):
@@ -192,7 +208,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     return problem(request, 422, "validation_error", "The request is not valid", errors=errors)
 
 
-async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        raise exc  # a bug, not an outage: a logged 500 (see RequestContextMiddleware)
     logger.warning("database unavailable: %s: %s", exc.__class__.__name__, exc)
     return problem(
         request,
@@ -213,5 +231,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _on_app_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    for unavailable in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(unavailable, _on_database_unavailable)
+    for database_error in (DBAPIError, PoolTimeoutError, OSError):
+        app.add_exception_handler(database_error, _on_database_error)

@@ -7,6 +7,9 @@ import logging
 from typing import Final
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from fasttrack.notifications.broker import Event, EventHandler
@@ -21,13 +24,23 @@ class RedisBroker:
     """Redis pub/sub: every process of the deployment receives every event.
 
     If Redis is unreachable, events published here are delivered to this process's own
-    connections (logged), and the subscriber reconnects with backoff until Redis returns.
+    connections (logged), and the subscriber reconnects with backoff until Redis returns;
+    until it has, events published here still reach this process's own connections.
     The inbox in the database is the source of truth either way: a client that missed a
     push catches up by reconnecting with `?since=`.
     """
 
     def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
-        self._redis = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
+        self._redis = Redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=None,
+            # A connection pooled before Redis restarted fails on first use: retry once, at
+            # once, on a fresh one, or the first event after every outage is lost to the
+            # other processes. A lost reply may repeat a push, never the inbox row.
+            retry=Retry(NoBackoff(), retries=1),
+            retry_on_error=[RedisConnectionError],
+        )
         self._channel = channel
         self._handler: EventHandler | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -42,8 +55,16 @@ class RedisBroker:
             await self._redis.publish(self._channel, json.dumps(event))
         except (RedisError, OSError) as exc:
             logger.warning("Redis publish failed (%s); delivering to local connections only", exc)
-            if self._handler is not None:
-                await self._handler(event)
+            await self._deliver_locally(event)
+            return
+        if not self.subscribed.is_set():
+            # Redis took the event, but this process is not (yet, or again) subscribed:
+            # the other processes get it, and so must this one's own connections.
+            await self._deliver_locally(event)
+
+    async def _deliver_locally(self, event: Event) -> None:
+        if self._handler is not None:
+            await self._handler(event)
 
     async def _listen(self) -> None:
         attempt = 0

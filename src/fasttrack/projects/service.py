@@ -103,6 +103,36 @@ async def recompute_task_counts(session: AsyncSession, project_id: int) -> None:
     await session.commit()
 
 
+async def stale_task_counts(session: AsyncSession) -> list[int]:
+    """The projects whose stored task counts differ from their tasks, in one aggregate.
+
+    Counts are refreshed after the change commits, so a process that dies in between
+    (kill -9, power loss) leaves them stale until the project's next task change.
+    """
+    actual = (
+        select(
+            col(Task.project_id).label("project_id"),
+            *(
+                sa.func.count().filter(col(Task.status) == status).label(column)
+                for status, column in COUNT_COLUMNS.items()
+            ),
+        )
+        .group_by(col(Task.project_id))
+        .subquery()
+    )
+    differs = [
+        getattr(Project, column) != sa.func.coalesce(actual.c[column], 0)
+        for column in COUNT_COLUMNS.values()
+    ]
+    statement = (
+        select(Project.id)
+        .outerjoin(actual, actual.c.project_id == Project.id)
+        .where(sa.or_(*differs))
+        .order_by(col(Project.id))
+    )
+    return [project_id for project_id in (await session.exec(statement)).all() if project_id]
+
+
 class TaskCountRefresher:
     """Runs `recompute_task_counts` after task changes, as a background job.
 
@@ -129,3 +159,11 @@ class TaskCountRefresher:
                     await recompute_task_counts(session, project_id)
         finally:
             self._running.discard(project_id)
+
+    async def repair(self) -> list[int]:
+        """Recount every project whose counts are stale (after an unclean stop); return them."""
+        async with self._database.sessionmaker() as session:
+            stale = await stale_task_counts(session)
+        for project_id in stale:
+            await self.refresh(project_id)
+        return stale
