@@ -50,7 +50,9 @@ class Session:
         self.interval = settings.ws_heartbeat_interval
         self.timeout = settings.ws_heartbeat_timeout
         self.pong = asyncio.Event()
-        self.replayed_up_to = 0
+        # Ids, not the highest one: a notification may commit after the replay read a
+        # newer one (ids are taken at insert, rows become visible at commit).
+        self.replayed: set[int] = set()
 
     async def run(self, *, since: int | None) -> None:
         websocket = self.connection.websocket
@@ -93,17 +95,17 @@ class Session:
                 await self.connection.websocket.send_json(notification_message(notification))
                 self.hub.delivered()
                 assert notification.id is not None
+                self.replayed.add(notification.id)
                 after = notification.id
             if len(batch) < notification_service.REPLAY_BATCH:
                 break
-        self.replayed_up_to = after
 
     async def _write(self) -> None:
         websocket = self.connection.websocket
         while True:
             message = await self.connection.outbox.get()
             message_id = message.get("id")
-            if isinstance(message_id, int) and message_id <= self.replayed_up_to:
+            if message_id in self.replayed:
                 continue
             try:
                 await websocket.send_json(message)
