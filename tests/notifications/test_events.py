@@ -236,3 +236,28 @@ async def test_an_invalid_transition_notifies_nobody(
         await assert_nothing_pending(ws)
 
     assert await _inbox(client, assignee) == []
+
+
+async def test_a_failing_push_never_fails_the_change(
+    app: FastAPI,
+    client: AsyncClient,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    owner, assignee = await make_user(session), await make_user(session)
+    project = await make_project(session, owner=owner)
+
+    async def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("the broker is gone")
+
+    monkeypatch.setattr(app.state.hub._broker, "publish", broken)
+    response = await client.post(
+        f"/projects/{project.id}/tasks",
+        json={"title": "Print", "assignee_id": assignee.id},
+        headers=await login(client, owner),
+    )
+
+    assert response.status_code == 201, response.text
+    assert [n["type"] for n in await _inbox(client, assignee)] == ["task_assigned"]
+    assert "publishing a notifications event failed" in caplog.text
