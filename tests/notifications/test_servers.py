@@ -25,13 +25,16 @@ ENV: Final = {
     "SECRET_KEY": "a-secret-for-the-websocket-servers-test-48-chars!",
     "LOG_LEVEL": "WARNING",
     "RATE_LIMIT_ENABLED": "false",
+    "BCRYPT_ROUNDS": "4",
 }
+# Servers share the machine with the rest of the suite: allow for a slow answer.
+HTTP_TIMEOUT: Final = 30.0
 
 
 async def _account(base_url: str, email: str) -> tuple[int, str]:
     """Register `email` on the server; its user id and an access token."""
     credentials = {"email": email, "password": DEFAULT_PASSWORD}
-    async with httpx.AsyncClient(base_url=f"{base_url}/api/v1") as http:
+    async with httpx.AsyncClient(base_url=f"{base_url}/api/v1", timeout=HTTP_TIMEOUT) as http:
         registered = await http.post("/auth/register", json=credentials)
         assert registered.status_code == 201, registered.text
         login = await http.post("/auth/login", json=credentials)
@@ -113,7 +116,7 @@ async def test_events_and_revocations_cross_between_two_processes(app: FastAPI) 
             owner_id, owner = await _account(a, "owner@example.com")
             assignee_id, assignee = await _account(a, "assignee@example.com")
             async with (
-                httpx.AsyncClient() as http,
+                httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http,
                 connect(_ws_url(b, assignee)) as assignee_on_b,
                 connect(_ws_url(a, owner)) as owner_on_a,
             ):
