@@ -1,5 +1,6 @@
 """Run `fasttrack` as a real server process for the tests that need one."""
 
+import contextlib
 import os
 import random
 import signal
@@ -46,6 +47,15 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], timeout:
 @contextmanager
 def server(argv: Sequence[str], *, port: int, env: dict[str, str]) -> Iterator[str]:
     """Start `argv` (which listens on `port`) in its own process group; yield its URL."""
+    with server_process(argv, port=port, env=env) as (base_url, _):
+        yield base_url
+
+
+@contextmanager
+def server_process(
+    argv: Sequence[str], *, port: int, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`server`, also yielding the process (to signal it while it runs)."""
     log = (ROOT / ".pytest_cache").resolve()
     log.mkdir(exist_ok=True)
     with (log / f"server-{port}.log").open("wb") as output:
@@ -55,9 +65,11 @@ def server(argv: Sequence[str], *, port: int, env: dict[str, str]) -> Iterator[s
         try:
             base_url = f"http://127.0.0.1:{port}"
             wait_until_healthy(base_url, process, timeout=60)
-            yield base_url
+            yield base_url, process
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            # The test may have stopped it already.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -14,6 +14,8 @@ from sqlmodel import SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
+from fasttrack.core.db import utcnow
+from fasttrack.notifications.models import Notification, NotificationType
 from fasttrack.projects.models import Project, ProjectStatus
 from fasttrack.tasks.models import Task, TaskStatus
 from fasttrack.users.models import User
@@ -215,3 +217,46 @@ async def test_walking_the_filtered_project_list_under_churn(
             )
         finally:
             await _cleanup(session, owner)
+
+
+@WALK_SETTINGS
+@given(initial=initial_rows, limit=limits, churn=steps)
+async def test_walking_the_unread_notifications_under_churn(
+    app: FastAPI, client: AsyncClient, initial: list[bool], limit: int, churn: list[Step]
+) -> None:
+    async with app.state.database.sessionmaker() as session:
+        user, other = await make_user(session), await make_user(session)
+        try:
+            assert user.id is not None
+            assert other.id is not None
+            user_id, other_id = user.id, other.id
+
+            async def insert(matches: bool) -> int:
+                # Read ones fall outside `unread=true`; every page must keep them out.
+                notification = Notification(
+                    user_id=user_id,
+                    type=NotificationType.comment_added,
+                    data={},
+                    read_at=None if matches else utcnow(),
+                )
+                session.add(notification)
+                # Another user's notification must never show up in this inbox.
+                session.add(Notification(user_id=other_id, type=NotificationType.comment_added))
+                await session.commit()
+                assert notification.id is not None
+                return notification.id
+
+            under_test = ListUnderTest(
+                path="/notifications",
+                params={"unread": "true"},
+                descending=True,
+                model=Notification,
+                insert=insert,
+            )
+            headers = await login(client, user)
+            await _walk(
+                client, session, under_test, headers, initial=initial, limit=limit, churn=churn
+            )
+        finally:
+            await _cleanup(session, user)
+            await _cleanup(session, other)

@@ -18,6 +18,11 @@ logger = logging.getLogger("fasttrack.broker")
 
 CHANNEL: Final = "fasttrack:events"
 RECONNECT_DELAYS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
+# A publish follows a committed change inside a request: a Redis that stops answering
+# must cost it this long at most, then the event is delivered locally.
+PUBLISH_TIMEOUT: Final = 2.0
+# How long start-up waits for the subscription before serving without it.
+SUBSCRIBE_TIMEOUT: Final = 2.0
 
 
 class RedisBroker:
@@ -30,18 +35,25 @@ class RedisBroker:
     push catches up by reconnecting with `?since=`.
     """
 
-    def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
+    def __init__(
+        self, url: str, *, channel: str | None = None, publish_timeout: float = PUBLISH_TIMEOUT
+    ) -> None:
         self._redis = Redis.from_url(
             url,
             socket_connect_timeout=2,
-            socket_timeout=None,
+            socket_timeout=publish_timeout,
             # A connection pooled before Redis restarted fails on first use: retry once, at
             # once, on a fresh one, or the first event after every outage is lost to the
             # other processes. A lost reply may repeat a push, never the inbox row.
             retry=Retry(NoBackoff(), retries=1),
             retry_on_error=[RedisConnectionError],
         )
-        self._channel = channel
+        # The subscriber waits for messages indefinitely: no read timeout on its socket.
+        self._subscriber = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=None)
+        # Pub/sub channels are server-wide, not per database: naming the database keeps
+        # deployments that share a Redis server on different databases apart.
+        database = self._redis.connection_pool.connection_kwargs.get("db", 0)
+        self._channel = channel or f"{CHANNEL}:{database}"
         self._handler: EventHandler | None = None
         self._listener: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -49,6 +61,10 @@ class RedisBroker:
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
         self._listener = asyncio.create_task(self._listen(), name="redis-broker")
+        # Until the subscription stands, events published by this process would reach
+        # none of its own sockets; if Redis is down, serve anyway (local delivery).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_TIMEOUT)
 
     async def publish(self, event: Event) -> None:
         try:
@@ -70,15 +86,17 @@ class RedisBroker:
         attempt = 0
         while True:
             try:
-                async with self._redis.pubsub() as pubsub:
+                async with self._subscriber.pubsub() as pubsub:
                     await pubsub.subscribe(self._channel)
-                    if attempt:
-                        logger.info("Redis subscription restored")
-                    attempt = 0
-                    self.subscribed.set()
                     async for message in pubsub.listen():
                         if message["type"] == "message" and self._handler is not None:
                             await self._dispatch(message["data"])
+                        elif message["type"] == "subscribe":
+                            # Confirmed by Redis: from now on every publish reaches us.
+                            if attempt:
+                                logger.info("Redis subscription restored")
+                            attempt = 0
+                            self.subscribed.set()
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
@@ -104,3 +122,4 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self._redis.aclose()
+        await self._subscriber.aclose()

@@ -13,7 +13,7 @@ from fasttrack.auth import service as auth_service
 from fasttrack.auth.service import Principal
 from fasttrack.auth.tokens import Claims, TokenService, TokenType
 from fasttrack.core.config import Settings
-from fasttrack.core.db import Database, utcnow
+from fasttrack.core.db import MAX_ID, Database, utcnow
 from fasttrack.core.errors import Unauthorized
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.hub import CloseCode, Connection, Hub, notification_message
@@ -23,6 +23,8 @@ logger = logging.getLogger("fasttrack.ws")
 router = APIRouter()
 
 MAX_FRAME_BYTES: Final = 4096
+# Far above any token the service issues; longer ones are refused unread, like bad ones.
+MAX_TOKEN_CHARS: Final = 4096
 PING: Final = {"type": "ping"}
 PONG: Final = {"type": "pong"}
 
@@ -50,7 +52,9 @@ class Session:
         self.interval = settings.ws_heartbeat_interval
         self.timeout = settings.ws_heartbeat_timeout
         self.pong = asyncio.Event()
-        self.replayed_up_to = 0
+        # Ids, not the highest one: a notification may commit after the replay read a
+        # newer one (ids are taken at insert, rows become visible at commit).
+        self.replayed: set[int] = set()
 
     async def run(self, *, since: int | None) -> None:
         websocket = self.connection.websocket
@@ -93,17 +97,17 @@ class Session:
                 await self.connection.websocket.send_json(notification_message(notification))
                 self.hub.delivered()
                 assert notification.id is not None
+                self.replayed.add(notification.id)
                 after = notification.id
             if len(batch) < notification_service.REPLAY_BATCH:
                 break
-        self.replayed_up_to = after
 
     async def _write(self) -> None:
         websocket = self.connection.websocket
         while True:
             message = await self.connection.outbox.get()
             message_id = message.get("id")
-            if isinstance(message_id, int) and message_id <= self.replayed_up_to:
+            if message_id in self.replayed:
                 continue
             try:
                 await websocket.send_json(message)
@@ -176,7 +180,7 @@ async def authenticate(
     token: str | None, *, tokens: TokenService, database: Database
 ) -> Principal | None:
     """The same checks as HTTP bearer authentication; None when any of them fails."""
-    if not token:
+    if not token or len(token) > MAX_TOKEN_CHARS:
         return None
     try:
         claims = tokens.decode(token, TokenType.access)
@@ -189,8 +193,8 @@ async def authenticate(
 @router.websocket("/ws")
 async def notifications_socket(
     websocket: WebSocket,
-    token: Annotated[str | None, Query(max_length=4096)] = None,
-    since: Annotated[int | None, Query(ge=0)] = None,
+    token: Annotated[str | None, Query()] = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> None:
     """Live notifications. Authenticate with `?token=<access token>`; pass
     `?since=<last id seen>` to first receive, in order, what was stored meanwhile."""
