@@ -102,7 +102,7 @@ def _published_tasks(subscriber: PubSub) -> list[int]:
 @contextmanager
 def _channel(redis: RedisServer) -> Iterator[PubSub]:
     with Redis.from_url(redis.url) as client, client.pubsub() as subscriber:
-        subscriber.subscribe(CHANNEL)
+        subscriber.subscribe(f"{CHANNEL}:0")  # the channel of database 0, the one in its URL
         subscriber.get_message(timeout=1)  # the subscription confirmation
         yield subscriber
 
