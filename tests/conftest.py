@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import fasttrack.models  # noqa: F401  (every table on the metadata)
 from fasttrack.core.config import Environment, Settings
 from fasttrack.main import create_app
+from fasttrack.notifications.hub import CloseCode
 from tests.factories import TEST_SECRET, RecordingEmailSender, swapped_email_sender
 
 
@@ -55,6 +56,8 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture(autouse=True)
 async def _clean_rows(app: FastAPI) -> AsyncIterator[None]:
     yield
+    # A socket a failed test left open must not receive the next test's events (ids repeat).
+    app.state.hub.close_all(CloseCode.GOING_AWAY, "Test finished")
     async with app.state.database.write_engine.begin() as connection:
         for table in reversed(SQLModel.metadata.sorted_tables):
             await connection.execute(table.delete())
