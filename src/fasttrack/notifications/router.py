@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import IdPath, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.notifications import service as notification_service
@@ -36,10 +36,10 @@ async def mark_all_notifications_read(user: CurrentUser, session: SessionDep) ->
 @router.post(
     "/{notification_id}/read",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 422),
 )
 async def mark_notification_read(
-    notification_id: int, user: CurrentUser, session: SessionDep
+    notification_id: IdPath, user: CurrentUser, session: SessionDep
 ) -> None:
     """Mark one of the caller's notifications read (idempotent); 404 if it is not theirs."""
     await notification_service.mark_read(session, user, notification_id)
