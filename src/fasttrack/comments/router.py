@@ -51,7 +51,9 @@ async def list_comments(
 
 
 @router.get(
-    "/comments/{comment_id}", response_model=CommentRead, responses=problem_responses(401, 404)
+    "/comments/{comment_id}",
+    response_model=CommentRead,
+    responses=problem_responses(401, 404, 422),
 )
 async def get_comment(comment: VisibleComment) -> Comment:
     """One comment, for anyone who can see its task."""
@@ -61,7 +63,7 @@ async def get_comment(comment: VisibleComment) -> Comment:
 @router.delete(
     "/comments/{comment_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_comment(comment: DeletableComment, session: SessionDep) -> None:
     """Delete a comment (its author or an admin; others who can see the task get 403)."""

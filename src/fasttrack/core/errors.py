@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -191,11 +192,34 @@ async def _on_app_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(request, exc.status, exc.code, exc.detail, headers=exc.headers, **extra)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path: the `Allow` of a 405 (RFC 9110 §15.5.6).
+
+    The router answers 405 from the first route whose path matched, which knows only its
+    own method, while e.g. GET, PATCH and DELETE of one resource are separate routes.
+    """
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if route.methods and regex is not None and regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # A JSON body that is not UTF-8 fails as a malformed one does: 422, like any
+        # other body that cannot be read as JSON, rather than FastAPI's bare 400.
+        errors = [{"loc": ["body"], "msg": "The body is not valid UTF-8", "type": "json_invalid"}]
+        return problem(request, 422, "validation_error", "The request is not valid", errors=errors)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     detail = exc.detail if exc.status_code != 404 else "No such endpoint"
-    return problem(request, exc.status_code, code, str(detail), headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return problem(request, exc.status_code, code, str(detail), headers=headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -60,7 +60,7 @@ async def list_projects(
 @router.get(
     "/{project_id}",
     response_model=ProjectRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404)},
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
 )
 async def get_project(project: VisibleProject, response: Response) -> Project:
     """One project, for its owner or an admin (404 for anyone else)."""
@@ -71,7 +71,7 @@ async def get_project(project: VisibleProject, response: Response) -> Project:
 @router.patch(
     "/{project_id}",
     response_model=ProjectRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 409, 412, 422)},
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 412, 422)},
 )
 async def update_project(
     project: VisibleProject,
@@ -90,7 +90,7 @@ async def update_project(
 @router.delete(
     "/{project_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 422),
 )
 async def delete_project(project: VisibleProject, session: SessionDep) -> None:
     """Delete a project with its tasks and their comments (owner or admin)."""

@@ -110,7 +110,7 @@ async def list_my_tasks(
 @router.get(
     "/tasks/{task_id}",
     response_model=TaskRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404)},
+    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
 )
 async def get_task(task: VisibleTask, response: Response) -> Task:
     """One task, for the project owner, the assignee or an admin (404 for anyone else)."""
@@ -151,7 +151,7 @@ async def update_task(
 @router.delete(
     "/tasks/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def delete_task(
     task: ManagedTask, session: SessionDep, jobs: BackgroundJobsDep, task_counts: TaskCountsDep

@@ -63,7 +63,7 @@ async def list_users(
     return await user_service.list_users(session, page, role=role, is_active=is_active)
 
 
-@router.get("/{user_id}", response_model=UserRead, responses=problem_responses(401, 403, 404))
+@router.get("/{user_id}", response_model=UserRead, responses=problem_responses(401, 403, 404, 422))
 async def get_user(user: ManagedUser) -> User:
     """One account (admins only)."""
     return user
