@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from fasttrack.notifications import redis_broker
 from fasttrack.notifications.broker import Event, MemoryBroker, create_broker
 from fasttrack.notifications.redis_broker import RedisBroker
+from tests.redis_proxy import RedisProxy
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(REDIS_URL is None, reason="set TEST_REDIS_URL to run")
@@ -204,56 +205,15 @@ async def test_a_malformed_or_failing_event_does_not_stop_the_subscriber(
     assert "handling a broker event failed" in caplog.text
 
 
-class Proxy:
-    """A TCP proxy to Redis that can be cut and restored, to play a Redis outage."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, upstream_writer}
-        await asyncio.gather(
-            self._pipe(reader, upstream_writer),
-            self._pipe(upstream_reader, writer),
-            return_exceptions=True,
-        )
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
-            self._writers.discard(writer)
-
-
 @needs_redis
 @pytest.mark.usefixtures("fast_reconnect")
 async def test_the_broker_recovers_when_redis_comes_back(caplog: pytest.LogCaptureFixture) -> None:
     assert REDIS_URL is not None
     caplog.set_level(logging.INFO, logger="fasttrack.broker")
-    url = urlsplit(REDIS_URL)
-    proxy = Proxy(url.hostname or "127.0.0.1", url.port or 6379)
+    proxy = RedisProxy(REDIS_URL)
     await proxy.start()
-    through_proxy = urlunsplit(url._replace(netloc=f"127.0.0.1:{proxy.port}"))
     local, remote = Recorder(), Recorder()
-    broker, observer = RedisBroker(through_proxy), RedisBroker(REDIS_URL)
+    broker, observer = RedisBroker(proxy.url), RedisBroker(REDIS_URL)
     try:
         async with started(broker, local), started(observer, remote):
             await proxy.cut()

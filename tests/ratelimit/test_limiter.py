@@ -14,6 +14,7 @@ from fasttrack.core.config import Settings
 from fasttrack.ratelimit.limiter import RateLimiter, per_window
 from fasttrack.ratelimit.storage import BoundedMemoryStorage
 from tests.apps import client_for, forget_shared_rate_limits, running_app
+from tests.redis_proxy import RedisProxy
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
 needs_redis = pytest.mark.skipif(REDIS_URL is None, reason="set TEST_REDIS_URL to run")
@@ -189,64 +190,22 @@ async def test_two_apps_on_one_redis_share_the_limit(settings: Settings) -> None
     assert not first.state.rate_limiter.using_fallback
 
 
-class ToggleProxy:
-    """A TCP proxy to Redis that can drop every connection and refuse new ones."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        self._writers.update((writer, upstream_writer))
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except ConnectionError:
-                pass
-            finally:
-                sink.close()
-                self._writers.discard(sink)
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-
 @pytest.fixture
-async def redis_proxy() -> AsyncIterator[ToggleProxy]:
+async def redis_proxy() -> AsyncIterator[RedisProxy]:
     assert REDIS_URL is not None
-    from redis.asyncio.connection import parse_url  # noqa: PLC0415
-
-    target = parse_url(REDIS_URL)
-    proxy = ToggleProxy(str(target.get("host", "127.0.0.1")), int(target.get("port", 6379)))
+    proxy = RedisProxy(REDIS_URL)
     await proxy.start()
     yield proxy
-    await proxy.stop()
+    await proxy.cut()
 
 
 @needs_redis
 async def test_redis_outage_falls_back_and_shares_again_when_it_returns(
-    redis_proxy: ToggleProxy, limiter_log: pytest.LogCaptureFixture
+    redis_proxy: RedisProxy, limiter_log: pytest.LogCaptureFixture
 ) -> None:
     assert REDIS_URL is not None
     await forget_shared_rate_limits(REDIS_URL)
-    db = REDIS_URL.rsplit("/", 1)[-1] if REDIS_URL.count("/") > 2 else "0"
-    via_proxy = f"redis://127.0.0.1:{redis_proxy.port}/{db}"
+    via_proxy = redis_proxy.url
     first = RateLimiter(redis_url=via_proxy, retry_seconds=0.2)
     second = RateLimiter(redis_url=via_proxy, retry_seconds=0.2)
     item = per_window(2, 60, name="outage")
@@ -254,7 +213,7 @@ async def test_redis_outage_falls_back_and_shares_again_when_it_returns(
     try:
         assert (await first.hit(item, key)).allowed
 
-        await redis_proxy.stop()
+        await redis_proxy.cut()
         assert (await first.hit(item, key)).allowed  # answered from process memory
         during_outage = first.using_fallback
         assert "limiting in-process" in limiter_log.text
