@@ -123,25 +123,22 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str | None) -> None:
                 connection.exec_driver_sql(statement)
 
 
+def _sqlite_engine(url: str, driver: OneTripDBAPI, *, connections: int) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        module=driver,
+        poolclass=FairAsyncQueuePool,
+        pool_size=connections,
+        max_overflow=0,
+        pool_timeout=30,
+    )
+
+
 def create_database(settings: Settings) -> Database:
     if settings.is_sqlite:
         driver = OneTripDBAPI()
-        engine = create_async_engine(
-            settings.database_url,
-            module=driver,
-            poolclass=FairAsyncQueuePool,
-            pool_size=4,
-            max_overflow=0,
-            pool_timeout=30,
-        )
-        write_engine = create_async_engine(
-            settings.database_url,
-            module=driver,
-            poolclass=FairAsyncQueuePool,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=30,
-        )
+        engine = _sqlite_engine(settings.database_url, driver, connections=4)
+        write_engine = _sqlite_engine(settings.database_url, driver, connections=1)
         _install_sqlite_pragmas(engine, begin=None)
         _install_sqlite_pragmas(write_engine, begin="BEGIN IMMEDIATE")
     else:
