@@ -21,10 +21,11 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
+from fasttrack.core.prepared import QueryRunner
 from fasttrack.notifications.email import EmailSender
 from fasttrack.projects.models import Project, ProjectStatus
 from fasttrack.tasks.models import Priority, Task, TaskStatus
-from fasttrack.users.models import Role, User
+from fasttrack.users.models import Role, User, UserRead
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 DEFAULT_PASSWORD = "correct horse battery"
@@ -231,16 +232,14 @@ def race_after_load(
 ) -> None:
     """Make another writer change (or delete) the row right after the request loaded it.
 
-    PostgreSQL: a real concurrent transaction commits from another connection. SQLite has a
-    single writer whose transaction already holds the database while the request loads the
-    row, so nobody else can write in between; there the other write runs on the request's
-    own connection, which leaves the loaded row just as stale.
+    The loaders read on the read pool before the request's own write transaction begins,
+    so the other writer really commits in between, on SQLite as on PostgreSQL.
     """
     load = service.get_visible
     table: sa.Table = model.__table__  # type: ignore[attr-defined]
 
-    async def load_then_race(session: AsyncSession, row_id: int, *, viewer: User) -> object:
-        row = await load(session, row_id, viewer=viewer)
+    async def load_then_race(reads: QueryRunner, row_id: int, *, viewer: UserRead) -> object:
+        row = await load(reads, row_id, viewer=viewer)
         monkeypatch.setattr(service, "get_visible", load)
         change = (
             sa.delete(table).where(table.c.id == row_id)
@@ -249,11 +248,8 @@ def race_after_load(
             .where(table.c.id == row_id)
             .values(version=table.c.version + 1, description="from the other writer")
         )
-        if session.get_bind().dialect.name == "postgresql":
-            async with app.state.database.engine.begin() as connection:
-                await connection.execute(change)
-        else:
-            await (await session.connection()).execute(change)
+        async with app.state.database.write_engine.begin() as connection:
+            await connection.execute(change)
         return row
 
     monkeypatch.setattr(service, "get_visible", load_then_race)

@@ -8,11 +8,11 @@ from fasttrack.comments.models import CommentCreate
 from fasttrack.core.db import Database
 from fasttrack.core.security import PasswordHasher
 from fasttrack.projects import service as project_service
-from fasttrack.projects.models import ProjectCreate
+from fasttrack.projects.models import ProjectCreate, ProjectRead
 from fasttrack.tasks import service as task_service
-from fasttrack.tasks.models import Priority, TaskCreate, TaskStatus, TaskUpdate
+from fasttrack.tasks.models import Priority, TaskCreate, TaskStatus, TaskUpdate, TaskView
 from fasttrack.users import service as user_service
-from fasttrack.users.models import Role, User, UserCreate
+from fasttrack.users.models import Role, User, UserCreate, UserRead
 
 DEMO_PASSWORD: Final = "demo-password"  # noqa: S105  (printed for the demo on purpose)
 DEMO_USERS: Final = (
@@ -55,7 +55,7 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
         for email, name, role in DEMO_USERS:
             body = UserCreate(email=email, password=DEMO_PASSWORD, display_name=name)
             users.append(await user_service.create(session, body, hasher=hasher, role=role))
-        owner = users[1]
+        owner = UserRead.model_validate(users[1], from_attributes=True)
         launch = await project_service.create(
             session,
             ProjectCreate(name="Product launch", description="Everything for launch day."),
@@ -70,16 +70,17 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
                 priority=priority,
                 assignee_id=None if assignee is None else users[assignee].id,
             )
-            change = await task_service.create(session, launch, task_body, actor=owner)
+            project = ProjectRead.model_validate(launch, from_attributes=True)
+            change = await task_service.create(session, project, task_body, actor=owner)
+            task = TaskView.model_validate(
+                change.task, update={"project_owner_id": owner.id}, from_attributes=True
+            )
             for step in PATH_TO[status]:
                 await task_service.update(
-                    session, change.task, TaskUpdate(status=step), actor=owner, if_match=None
+                    session, task, TaskUpdate(status=step), actor=owner, if_match=None
                 )
             await comment_service.create(
-                session,
-                change.task,
-                CommentCreate(body=f"Kick-off note for “{title}”."),
-                author=owner,
+                session, task, CommentCreate(body=f"Kick-off note for “{title}”."), author=owner
             )
         assert launch.id is not None
     await project_service.TaskCountRefresher(database).refresh(launch.id)

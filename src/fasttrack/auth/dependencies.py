@@ -11,10 +11,9 @@ from fasttrack.auth import service as auth_service
 from fasttrack.auth.exceptions import NotAuthenticated
 from fasttrack.auth.service import Principal
 from fasttrack.auth.tokens import TokenService, TokenType
-from fasttrack.core.db import ReadSessionDep
 from fasttrack.core.errors import Forbidden
 from fasttrack.core.security import PasswordHasher
-from fasttrack.users.models import Role, User
+from fasttrack.users.models import Role, UserRead
 
 # auto_error=False: a missing token is answered by our own problem-details 401.
 bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -35,28 +34,29 @@ HasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
 async def get_principal(
-    session: ReadSessionDep, tokens: TokensDep, token: Annotated[str | None, Depends(bearer)]
+    connection: HTTPConnection, token: Annotated[str | None, Depends(bearer)]
 ) -> Principal:
     """Verify the bearer token (signature, type, issuer, audience, expiry), then check
     the blocklist and the user's current state in the database."""
     if not token:
         raise NotAuthenticated()
-    claims = tokens.decode(token, TokenType.access)
-    return await auth_service.load_principal(session, claims)
+    state = connection.app.state
+    claims = state.tokens.decode(token, TokenType.access)
+    return await auth_service.load_principal(state.database.reads, claims)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-async def get_current_user(principal: CurrentPrincipal) -> User:
+async def get_current_user(principal: CurrentPrincipal) -> UserRead:
     return principal.user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentUser = Annotated[UserRead, Depends(get_current_user)]
 
 
-def require_role(*roles: Role) -> Callable[[User], Awaitable[User]]:
-    async def check_role(user: CurrentUser) -> User:
+def require_role(*roles: Role) -> Callable[[UserRead], Awaitable[UserRead]]:
+    async def check_role(user: CurrentUser) -> UserRead:
         if user.role not in roles:
             raise Forbidden("Your role does not allow this")
         return user
@@ -64,4 +64,4 @@ def require_role(*roles: Role) -> Callable[[User], Awaitable[User]]:
     return check_role
 
 
-AdminUser = Annotated[User, Depends(require_role(Role.admin))]
+AdminUser = Annotated[UserRead, Depends(require_role(Role.admin))]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from fasttrack.auth import service as auth_service
 from fasttrack.auth.dependencies import CurrentPrincipal, HasherDep, TokensDep
 from fasttrack.auth.models import LoginRequest, LogoutRequest, RefreshRequest, TokenPair
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.notifications.dependencies import HubDep
 from fasttrack.users import service as user_service
@@ -93,13 +93,17 @@ async def issue_token(
     responses=problem_responses(401, 422),
 )
 async def refresh_tokens(
-    body: RefreshRequest, session: SessionDep, tokens: TokensDep, response: Response
+    body: RefreshRequest,
+    session: SessionDep,
+    reads: ReadsDep,
+    tokens: TokensDep,
+    response: Response,
 ) -> TokenPair:
     """Rotate a refresh token: answers a new pair and revokes the token presented.
     Presenting an already-rotated refresh token revokes its whole session (401
     `token_revoked`). Clients must not refresh concurrently with one token: exactly one
     such request succeeds and the others count as reuse."""
-    pair = await auth_service.rotate(session, body.refresh_token, tokens=tokens)
+    pair = await auth_service.rotate(session, reads, body.refresh_token, tokens=tokens)
     response.headers.update(NO_STORE)
     return pair
 
@@ -125,7 +129,6 @@ async def logout(
         refresh_token=body.refresh_token if body else None,
         tokens=tokens,
     )
-    assert principal.user.id is not None
     await hub.revoke(principal.user.id, sids)
 
 
@@ -139,5 +142,4 @@ async def logout_all(
 ) -> None:
     """End every session of the caller, on every device; their WebSockets close (4003)."""
     await auth_service.logout_everywhere(session, principal, tokens=tokens)
-    assert principal.user.id is not None
     await hub.revoke(principal.user.id, None)

@@ -4,6 +4,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam, delete, exists, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -18,40 +19,46 @@ from fasttrack.auth.exceptions import (
 from fasttrack.auth.models import AuthSession, RevokedToken, TokenPair
 from fasttrack.auth.tokens import Claims, TokenService, TokenType, new_token_id
 from fasttrack.core.db import insert_ignoring_duplicates, release_connection, utcnow
+from fasttrack.core.prepared import PreparedQuery, QueryRunner, columns_of
 from fasttrack.core.security import PasswordHasher
-from fasttrack.users.models import User
+from fasttrack.users.models import User, UserRead
 
 logger = logging.getLogger("fasttrack.auth")
 
 
-# Built once: every authenticated request runs it, with the token's values as parameters.
-_PRINCIPAL: Final = select(
-    User,
-    exists().where(col(RevokedToken.id).in_([bindparam("jti"), bindparam("sid")])).label("revoked"),
-).where(col(User.id) == bindparam("user_id"))
+# Every authenticated request runs it, with the token's values as parameters.
+_PRINCIPAL: Final = PreparedQuery(
+    sa.select(
+        *columns_of(User, UserRead),
+        exists()
+        .where(col(RevokedToken.id).in_([bindparam("jti"), bindparam("sid")]))
+        .label("revoked"),
+    ).where(col(User.id) == bindparam("user_id"))
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: the current user row and the claims of the token they sent."""
 
-    user: User
+    user: UserRead
     claims: Claims
 
 
-async def load_principal(session: AsyncSession, claims: Claims) -> Principal:
+async def load_principal(reads: QueryRunner, claims: Claims) -> Principal:
     """Check the token against the database in one query: user, activity and blocklist.
 
     Role and activity always come from the row, never from the token, so a demotion or
     deactivation applies to tokens already issued.
     """
-    parameters = {"user_id": claims.user_id, "jti": claims.jti, "sid": claims.sid}
-    row = (await session.exec(_PRINCIPAL, params=parameters)).first()
-    if row is None or not row[0].is_active:
+    row = await reads.one_or_none(
+        _PRINCIPAL, user_id=claims.user_id, jti=claims.jti, sid=claims.sid
+    )
+    if row is None or not row["is_active"]:
         raise InvalidToken()
-    if row[1]:
+    if row.pop("revoked"):
         raise TokenRevoked()
-    return Principal(user=row[0], claims=claims)
+    return Principal(user=UserRead.model_validate(row), claims=claims)
 
 
 async def authenticate(
@@ -81,7 +88,9 @@ async def start_session(session: AsyncSession, user: User, *, tokens: TokenServi
     return pair
 
 
-async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenService) -> TokenPair:
+async def rotate(
+    session: AsyncSession, reads: QueryRunner, refresh_token: str, *, tokens: TokenService
+) -> TokenPair:
     """Exchange a refresh token for a new pair and revoke the one presented.
 
     A refresh token is usable once. Presenting it again means it leaked (RFC 9700
@@ -91,7 +100,7 @@ async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenServ
     """
     claims = tokens.decode(refresh_token, TokenType.refresh)
     try:
-        await load_principal(session, claims)
+        await load_principal(reads, claims)
         session.add(RevokedToken(id=claims.jti, expires_at=claims.expires_at))
         await session.flush()
     except (TokenRevoked, IntegrityError):
@@ -163,7 +172,6 @@ async def logout_everywhere(
     session: AsyncSession, principal: Principal, *, tokens: TokenService
 ) -> list[str]:
     """Revoke every session of the caller, the current one included."""
-    assert principal.user.id is not None
     sids = await revoke_user_sessions(session, principal.user.id, tokens=tokens)
     if principal.claims.sid not in sids:
         await revoke_session(session, principal.claims.sid, tokens=tokens)

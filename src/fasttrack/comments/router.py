@@ -6,9 +6,10 @@ from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.comments import service as comment_service
 from fasttrack.comments.dependencies import DeletableComment, VisibleComment
 from fasttrack.comments.models import Comment, CommentCreate, CommentRead
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
+from fasttrack.core.prepared import Row
 from fasttrack.notifications.dependencies import HubDep
 from fasttrack.tasks.dependencies import VisibleTask
 
@@ -43,11 +44,9 @@ async def create_comment(
     response_model=Page[CommentRead],
     responses=problem_responses(401, 404, 422),
 )
-async def list_comments(
-    task: VisibleTask, page: PageParams, session: SessionDep
-) -> PageResult[Comment]:
+async def list_comments(task: VisibleTask, page: PageParams, reads: ReadsDep) -> PageResult[Row]:
     """A task's comments, oldest first, for anyone who can see the task."""
-    return await comment_service.list_comments(session, task, page)
+    return await comment_service.list_comments(reads, task.id, page)
 
 
 @router.get(
@@ -55,7 +54,7 @@ async def list_comments(
     response_model=CommentRead,
     responses=problem_responses(401, 404, 422),
 )
-async def get_comment(comment: VisibleComment) -> Comment:
+async def get_comment(comment: VisibleComment) -> CommentRead:
     """One comment, for anyone who can see its task."""
     return comment
 
@@ -67,4 +66,4 @@ async def get_comment(comment: VisibleComment) -> Comment:
 )
 async def delete_comment(comment: DeletableComment, session: SessionDep) -> None:
     """Delete a comment (its author or an admin; others who can see the task get 403)."""
-    await comment_service.delete(session, comment)
+    await comment_service.delete(session, comment.id)

@@ -1,23 +1,40 @@
 """Comments on tasks (SPEC §5 Comments)."""
 
+from typing import Final
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.comments.models import Comment, CommentCreate
-from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.comments.models import Comment, CommentCreate, CommentRead
+from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
+from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.models import Notification
 from fasttrack.projects.models import Project
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
-from fasttrack.tasks.models import Task
-from fasttrack.users.models import Role, User
+from fasttrack.tasks.models import Task, TaskView
+from fasttrack.users import service as user_service
+from fasttrack.users.models import Role, UserRead
+
+_COMMENTS: Final = sa.select(*columns_of(Comment, CommentRead))
+# A comment exists for whoever may see its task.
+_VISIBLE: Final = PreparedQuery(
+    _COMMENTS.join(Task, col(Task.id) == Comment.task_id)
+    .join(Project, col(Project.id) == Task.project_id)
+    .where(col(Comment.id) == sa.bindparam("comment_id"), task_service.VISIBLE_TO_VIEWER)
+)
+_TASK_COMMENTS: Final = KeysetList(
+    _COMMENTS.where(col(Comment.task_id) == sa.bindparam("task_id")),
+    key=col(Comment.id),
+    descending=False,
+)
 
 
 async def create(
-    session: AsyncSession, task: Task, body: CommentCreate, *, author: User
+    session: AsyncSession, task: TaskView, body: CommentCreate, *, author: UserRead
 ) -> tuple[Comment, list[Notification]]:
     """Add a comment; the project owner and the assignee are notified in the same commit."""
     comment = Comment.model_validate(body, update={"task_id": task.id, "author_id": author.id})
@@ -33,38 +50,29 @@ async def create(
         session,
         task_id=task.id,
         comment_id=comment.id,
-        recipients=[task.project.owner_id, task.assignee_id],
+        recipients=[task.project_owner_id, task.assignee_id],
         actor=author,
     )
     await session.commit()
     return comment, notifications
 
 
-async def list_comments(
-    session: AsyncSession, task: Task, params: CursorParams
-) -> PageResult[Comment]:
-    statement = select(Comment).where(Comment.task_id == task.id)
-    return await paginate(session, statement, params, key=col(Comment.id), descending=False)
+async def list_comments(reads: QueryRunner, task_id: int, params: CursorParams) -> PageResult[Row]:
+    return await _TASK_COMMENTS.page(reads, params, task_id=task_id)
 
 
-async def get_visible(session: AsyncSession, comment_id: int, *, viewer: User) -> Comment | None:
+async def get_visible(
+    reads: QueryRunner, comment_id: int, *, viewer: UserRead
+) -> CommentRead | None:
     """The comment if `viewer` may see its task."""
-    statement = (
-        select(Comment)
-        .join(Task, col(Task.id) == Comment.task_id)
-        .join(Project, col(Project.id) == Task.project_id)
-        .where(Comment.id == comment_id)
-    )
-    condition = task_service.visible_to(viewer)
-    if condition is not None:
-        statement = statement.where(condition)
-    return (await session.exec(statement)).first()
+    row = await reads.one_or_none(_VISIBLE, comment_id=comment_id, **user_service.as_viewer(viewer))
+    return None if row is None else CommentRead.model_validate(row)
 
 
-def can_delete(comment: Comment, user: User) -> bool:
+def can_delete(comment: CommentRead, user: UserRead) -> bool:
     return user.role is Role.admin or comment.author_id == user.id
 
 
-async def delete(session: AsyncSession, comment: Comment) -> None:
-    await session.exec(sa.delete(Comment).where(col(Comment.id) == comment.id))
+async def delete(session: AsyncSession, comment_id: int) -> None:
+    await session.exec(sa.delete(Comment).where(col(Comment.id) == comment_id))
     await session.commit()

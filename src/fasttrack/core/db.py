@@ -23,8 +23,10 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
+from fasttrack.core import postgres, sqlite
 from fasttrack.core.config import Settings
 from fasttrack.core.pool import FairAsyncQueuePool
+from fasttrack.core.prepared import QueryRunner
 from fasttrack.core.sqlite import OneTripConnection, OneTripDBAPI
 
 logger = logging.getLogger("fasttrack.db")
@@ -82,13 +84,15 @@ class Database:
     transactions with ``BEGIN IMMEDIATE``: writers queue fairly on the pool instead of
     polling SQLite's busy handler, and a transaction that reads before it writes can never
     fail with a stale snapshot. Reads use a separate pool and never wait for writers (WAL).
-    On PostgreSQL both factories share one engine.
+    On PostgreSQL both factories share one engine. `reads` runs the prepared queries of
+    the hot read paths on the read engine (see core.prepared).
     """
 
     engine: AsyncEngine
     write_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     write_sessionmaker: async_sessionmaker[AsyncSession]
+    reads: QueryRunner
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -159,6 +163,7 @@ def create_database(settings: Settings) -> Database:
         write_sessionmaker=async_sessionmaker(
             write_engine, class_=AsyncSession, expire_on_commit=False
         ),
+        reads=QueryRunner(engine, sqlite.fetch if settings.is_sqlite else postgres.fetch),
     )
 
 
@@ -174,34 +179,17 @@ async def _close(session: AsyncSession) -> None:
         logger.warning("closing a session on a lost database connection failed: %s", exc)
 
 
-async def get_read_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """A session on the read pool: authentication and every safe request use it."""
-    database: Database = connection.app.state.database
-    session = database.sessionmaker()
-    try:
-        yield session
-    finally:
-        await _close(session)
-
-
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
-
-
-async def get_session(
-    connection: HTTPConnection, read_session: ReadSessionDep
-) -> AsyncIterator[AsyncSession]:
+async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """The request's unit of work; uncommitted work is rolled back when it closes.
 
-    Safe methods reuse the read session. On SQLite, other methods get a session on the
-    single-writer engine, which they hold only for their own statements: authentication
-    already ran on the read pool.
+    On SQLite, requests that may write get a session on the single-writer engine, which
+    they hold only for their own statements: authentication and the loaders ran on the
+    read pool before it.
     """
     database: Database = connection.app.state.database
     method = connection.scope.get("method", "GET")
-    if method in SAFE_METHODS or database.write_engine is database.engine:
-        yield read_session
-        return
-    session = database.write_sessionmaker()
+    factory = database.sessionmaker if method in SAFE_METHODS else database.write_sessionmaker
+    session = factory()
     try:
         yield session
     finally:
@@ -209,6 +197,15 @@ async def get_session(
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_reads(connection: HTTPConnection) -> QueryRunner:
+    """The prepared-query runner of the read pool (see core.prepared)."""
+    database: Database = connection.app.state.database
+    return database.reads
+
+
+ReadsDep = Annotated[QueryRunner, Depends(get_reads)]
 
 
 def _without_nul(value: str) -> str:

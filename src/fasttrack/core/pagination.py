@@ -4,17 +4,18 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Generic, TypeVar, cast
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Integer, Select, bindparam
 from sqlalchemy.orm import Mapped, QueryableAttribute
-from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 from starlette.requests import HTTPConnection
 
 from fasttrack.core.errors import UnprocessableEntity
+from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
@@ -109,27 +110,69 @@ class PageResult(Generic[T]):
     has_more: bool
 
 
-async def paginate(
-    session: AsyncSession,
-    statement: SelectOfScalar[T],
-    params: CursorParams,
-    *,
-    key: Mapped[Any],
-    descending: bool,
-) -> PageResult[T]:
-    """Fetch one page of `statement` ordered by the unique column `key`.
+class KeysetList:
+    """One list endpoint: `statement` ordered by the unique column `key`, one page at a time.
 
-    Keyset, not OFFSET: the page starts strictly after the last key the client saw, so
-    rows inserted or deleted meanwhile never cause a duplicate or a skipped row.
+    Keyset, not OFFSET: a page starts strictly after the last key the client saw, so rows
+    inserted or deleted meanwhile never cause a duplicate or a skipped row. `filters`
+    are optional conditions `expression = :name`, applied when a value is given; each
+    combination of present filters and cursor is its own prepared query, built and
+    compiled on first use (see core.prepared).
     """
-    column = cast("QueryableAttribute[Any]", key)
-    scope = f"{column.class_.__tablename__}.{column.key}:{'desc' if descending else 'asc'}"
-    if params.cursor is not None:
-        after = params.codec.decode(scope, params.cursor)
-        statement = statement.where(key < after if descending else key > after)
-    statement = statement.order_by(key.desc() if descending else key.asc())
-    rows = list((await session.exec(statement.limit(params.limit + 1))).all())
-    has_more = len(rows) > params.limit
-    items = rows[: params.limit]
-    next_cursor = params.codec.encode(scope, getattr(items[-1], column.key)) if has_more else None
-    return PageResult(items=items, next_cursor=next_cursor, has_more=has_more)
+
+    def __init__(
+        self,
+        statement: Select[Any],
+        *,
+        key: Mapped[int | None],
+        descending: bool,
+        filters: Mapping[str, Mapped[Any] | ColumnElement[Any]] | None = None,
+    ) -> None:
+        attribute = cast("QueryableAttribute[int]", key)
+        self._statement = statement
+        self._key = attribute
+        self._key_name = attribute.key
+        self._descending = descending
+        self._filters = dict(filters or {})
+        self._queries: dict[tuple[frozenset[str], bool], PreparedQuery] = {}
+        # The cursor is only valid for the list it came from (see CursorCodec).
+        table = attribute.class_.__tablename__
+        self.scope = f"{table}.{attribute.key}:{'desc' if descending else 'asc'}"
+
+    def _query(self, filters: frozenset[str], *, after: bool) -> PreparedQuery:
+        query = self._queries.get((filters, after))
+        if query is None:
+            statement = self._statement.where(
+                *(self._filters[name] == bindparam(name) for name in sorted(filters))
+            )
+            if after:
+                position = bindparam("after", type_=Integer)
+                statement = statement.where(
+                    self._key < position if self._descending else self._key > position
+                )
+            order = self._key.desc() if self._descending else self._key.asc()
+            statement = statement.order_by(order).limit(bindparam("limit", type_=Integer))
+            query = self._queries[(filters, after)] = PreparedQuery(statement)
+        return query
+
+    async def page(
+        self, reads: QueryRunner, params: CursorParams, **values: Any
+    ) -> PageResult[Row]:
+        """One page; `values` holds the statement's parameters and the filters' values
+        (None = filter not applied)."""
+        present = frozenset(name for name in self._filters if values.get(name) is not None)
+        arguments = {
+            name: value
+            for name, value in values.items()
+            if name not in self._filters or name in present
+        }
+        if params.cursor is not None:
+            arguments["after"] = params.codec.decode(self.scope, params.cursor)
+        query = self._query(present, after=params.cursor is not None)
+        rows = await reads.all(query, **arguments, limit=params.limit + 1)
+        has_more = len(rows) > params.limit
+        items = rows[: params.limit]
+        next_cursor = (
+            params.codec.encode(self.scope, items[-1][self._key_name]) if has_more else None
+        )
+        return PageResult(items=items, next_cursor=next_cursor, has_more=has_more)

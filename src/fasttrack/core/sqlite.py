@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import await_
 
 _Result = tuple[Any, int, int | None, list[Any]]
@@ -152,3 +153,17 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         connection._thread.daemon = True
         driver: Any = await_(connection)
         return OneTripConnection(self, driver)
+
+
+async def fetch(
+    connection: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
+) -> list[Any]:
+    """Run a read statement in one trip outside any transaction (see core.prepared)."""
+    adapt_connection: OneTripConnection = connection.dbapi_connection  # type: ignore[assignment]
+    driver: aiosqlite.Connection = adapt_connection._connection  # type: ignore[assignment]
+    submit: Callable[..., Awaitable[_Result]] = driver._execute
+    try:
+        _, _, _, rows = await submit(_run, driver._conn, sql, arguments, many=False, begin=None)
+    except Exception as error:
+        adapt_connection._handle_exception(error)
+    return rows

@@ -1,13 +1,13 @@
 """Optimistic concurrency: ETags from version columns, If-Match preconditions."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, TypeVar, cast
 
 from fastapi import Depends, Header
 from sqlalchemy import inspect
-from sqlalchemy.exc import InvalidRequestError
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.interfaces import ORMOption
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.errors import NotFound, PreconditionFailed
@@ -15,6 +15,10 @@ from fasttrack.core.errors import NotFound, PreconditionFailed
 
 class Versioned(Protocol):
     version: int
+
+
+# A table with a `version` counter mapped as its version_id_col.
+VersionedT = TypeVar("VersionedT", bound=SQLModel)
 
 
 def etag(version: int) -> str:
@@ -57,37 +61,34 @@ async def get_if_match(
 
 async def save_versioned(
     session: AsyncSession,
-    row: Versioned,
+    model: type[VersionedT],
+    row_id: int,
     if_match: IfMatch | None,
-    apply: Callable[[], Awaitable[None]],
-) -> None:
-    """Check the precondition, run `apply` (which changes `row`), and commit.
+    apply: Callable[[VersionedT], Awaitable[None]],
+    *,
+    missing: type[NotFound],
+    load: Sequence[ORMOption] = (),
+) -> VersionedT:
+    """Read the row for update, check the precondition, let `apply` change it, commit.
 
-    With If-Match, the row's version column makes the UPDATE conditional on the version we
-    read, so of two concurrent writers with the same If-Match exactly one wins and the
-    other gets 412. Without If-Match the change must apply however many others write at
-    the same time: the row is locked and re-read first, so `apply` sees its latest state
-    and no writer can slip in before the commit.
+    The row is read in the writer's own transaction and locked (PostgreSQL `FOR UPDATE`;
+    on SQLite the single writer already holds the database), so `apply` sees its latest
+    state, If-Match is compared with the version no one else can change before the
+    commit, and of two writers with the same If-Match exactly one wins. A row deleted since
+    the request's loaders saw it is a 404 (`missing`): RFC 9110 §13.2.1 evaluates
+    preconditions only for a request that would otherwise succeed. `load` adds loader
+    options (related rows the change needs); only the row itself is locked.
     """
-    if if_match is None:
-        # Columns only: a refresh of the whole row would also unload relationships loaded
-        # with the row (lazy="raise"), and a rollback-and-retry would expire every object
-        # of the request, the caller included. PostgreSQL takes a row lock (FOR UPDATE);
-        # SQLite drops the clause, its single writer already serializes the transaction.
-        columns = [attribute.key for attribute in inspect(row).mapper.column_attrs]
-        try:
-            await session.refresh(row, attribute_names=columns, with_for_update=True)
-        except InvalidRequestError:
-            # The row was deleted since it was loaded.
-            raise NotFound() from None
-    elif not if_match.matches(row.version):
+    primary_key = inspect(model).primary_key[0]
+    statement = select(model).where(primary_key == row_id).options(*load).with_for_update(of=model)
+    row = (await session.exec(statement)).first()
+    if row is None:
+        raise missing()
+    if if_match is not None and not if_match.matches(cast("Versioned", row).version):
         raise PreconditionFailed()
-    await apply()
-    try:
-        await session.commit()
-    except StaleDataError:
-        await session.rollback()
-        raise PreconditionFailed() from None
+    await apply(row)
+    await session.commit()
+    return row
 
 
 IfMatchDep = Annotated[IfMatch | None, Depends(get_if_match)]

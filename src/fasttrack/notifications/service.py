@@ -8,15 +8,25 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.db import utcnow
-from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
+from fasttrack.core.prepared import QueryRunner, Row, columns_of
 from fasttrack.notifications.exceptions import NotificationNotFound
-from fasttrack.notifications.models import Notification, NotificationType
-from fasttrack.users.models import User
+from fasttrack.notifications.models import Notification, NotificationRead, NotificationType
+from fasttrack.users.models import UserRead
 
 REPLAY_BATCH: Final = 100
 
+_INBOX: Final = KeysetList(
+    sa.select(*columns_of(Notification, NotificationRead)).where(
+        col(Notification.user_id) == sa.bindparam("user_id")
+    ),
+    key=col(Notification.id),
+    descending=True,
+    filters={"unread": col(Notification.read_at).is_(None)},
+)
 
-def _actor(user: User) -> dict[str, Any]:
+
+def _actor(user: UserRead) -> dict[str, Any]:
     return {"id": user.id, "display_name": user.display_name}
 
 
@@ -26,7 +36,7 @@ def notify(
     kind: NotificationType,
     data: dict[str, Any],
     *,
-    actor: User,
+    actor: UserRead,
 ) -> list[Notification]:
     """Add one inbox row per recipient to the caller's transaction.
 
@@ -50,7 +60,7 @@ def task_assigned(
     project_id: int,
     project_name: str,
     assignee_id: int,
-    actor: User,
+    actor: UserRead,
 ) -> list[Notification]:
     data = {
         "task_id": task_id,
@@ -70,7 +80,7 @@ def status_changed(
     old: str,
     new: str,
     recipients: Iterable[int | None],
-    actor: User,
+    actor: UserRead,
 ) -> list[Notification]:
     data = {
         "task_id": task_id,
@@ -88,7 +98,7 @@ def comment_added(
     task_id: int | None,
     comment_id: int | None,
     recipients: Iterable[int | None],
-    actor: User,
+    actor: UserRead,
 ) -> list[Notification]:
     data = {
         "task_id": task_id,
@@ -100,17 +110,12 @@ def comment_added(
 
 
 async def list_notifications(
-    session: AsyncSession, user: User, params: CursorParams, *, unread: bool | None = None
-) -> PageResult[Notification]:
-    statement = select(Notification).where(Notification.user_id == user.id)
-    if unread is True:
-        statement = statement.where(col(Notification.read_at).is_(None))
-    elif unread is False:
-        statement = statement.where(col(Notification.read_at).is_not(None))
-    return await paginate(session, statement, params, key=col(Notification.id), descending=True)
+    reads: QueryRunner, user_id: int, params: CursorParams, *, unread: bool | None = None
+) -> PageResult[Row]:
+    return await _INBOX.page(reads, params, user_id=user_id, unread=unread)
 
 
-async def mark_read(session: AsyncSession, user: User, notification_id: int) -> None:
+async def mark_read(session: AsyncSession, user: UserRead, notification_id: int) -> None:
     """Mark one of the user's notifications read (idempotent); 404 if it is not theirs."""
     notification = (
         await session.exec(
@@ -127,7 +132,7 @@ async def mark_read(session: AsyncSession, user: User, notification_id: int) -> 
         await session.commit()
 
 
-async def mark_all_read(session: AsyncSession, user: User) -> None:
+async def mark_all_read(session: AsyncSession, user: UserRead) -> None:
     await session.exec(
         sa.update(Notification)
         .where(col(Notification.user_id) == user.id, col(Notification.read_at).is_(None))

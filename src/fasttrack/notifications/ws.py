@@ -170,11 +170,10 @@ class Session:
                 return
 
     async def _still_authorised(self) -> bool:
-        async with self.database.sessionmaker() as session:
-            try:
-                await auth_service.load_principal(session, self.claims)
-            except Unauthorized:
-                return False
+        try:
+            await auth_service.load_principal(self.database.reads, self.claims)
+        except Unauthorized:
+            return False
         return True
 
 
@@ -186,8 +185,7 @@ async def authenticate(
         return None
     try:
         claims = tokens.decode(token, TokenType.access)
-        async with database.sessionmaker() as session:
-            return await auth_service.load_principal(session, claims)
+        return await auth_service.load_principal(database.reads, claims)
     except Unauthorized:
         return None
 
@@ -206,7 +204,6 @@ async def notifications_socket(
     if principal is None:
         await websocket.close(CloseCode.INVALID_TOKEN, "Invalid, expired or revoked token")
         return
-    assert principal.user.id is not None
     connection = Connection(
         websocket=websocket,
         user_id=principal.user.id,

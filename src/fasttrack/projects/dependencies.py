@@ -6,25 +6,25 @@ from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import IdPath, SessionDep
+from fasttrack.core.db import IdPath, ReadsDep
 from fasttrack.projects import service as project_service
 from fasttrack.projects.exceptions import ProjectNotFound
-from fasttrack.projects.models import Project
+from fasttrack.projects.models import ProjectRead
 from fasttrack.projects.service import TaskCountRefresher
 
 
 async def get_visible_project(
-    project_id: IdPath, user: CurrentUser, session: SessionDep
-) -> Project:
+    project_id: IdPath, user: CurrentUser, reads: ReadsDep
+) -> ProjectRead:
     # Only the owner and admins see a project; for anyone else it does not exist (404),
     # assignees of its tasks included.
-    project = await project_service.get_visible(session, project_id, viewer=user)
+    project = await project_service.get_visible(reads, project_id, viewer=user)
     if project is None:
         raise ProjectNotFound()
     return project
 
 
-VisibleProject = Annotated[Project, Depends(get_visible_project)]
+VisibleProject = Annotated[ProjectRead, Depends(get_visible_project)]
 
 
 async def get_task_count_refresher(connection: HTTPConnection) -> TaskCountRefresher:

@@ -78,6 +78,7 @@ class ProjectRead(SQLModel):
     description: str | None
     status: ProjectStatus
     owner_id: int
+    version: int = Field(exclude=True)
     todo_count: int = Field(exclude=True)
     in_progress_count: int = Field(exclude=True)
     done_count: int = Field(exclude=True)

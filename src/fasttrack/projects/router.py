@@ -5,9 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
+from fasttrack.core.prepared import Row
 from fasttrack.core.versioning import IfMatchDep, etag
 from fasttrack.projects import service as project_service
 from fasttrack.projects.dependencies import VisibleProject
@@ -49,12 +50,12 @@ async def create_project(
 @router.get("", response_model=Page[ProjectRead], responses=problem_responses(401, 422))
 async def list_projects(
     user: CurrentUser,
-    session: SessionDep,
+    reads: ReadsDep,
     page: PageParams,
     status: Annotated[ProjectStatus | None, Query()] = None,
-) -> PageResult[Project]:
+) -> PageResult[Row]:
     """The caller's projects (an admin sees all), newest first, optionally by `status`."""
-    return await project_service.list_projects(session, page, viewer=user, status=status)
+    return await project_service.list_projects(reads, page, viewer=user, status=status)
 
 
 @router.get(
@@ -62,7 +63,7 @@ async def list_projects(
     response_model=ProjectRead,
     responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
 )
-async def get_project(project: VisibleProject, response: Response) -> Project:
+async def get_project(project: VisibleProject, response: Response) -> ProjectRead:
     """One project, for its owner or an admin (404 for anyone else)."""
     response.headers["ETag"] = etag(project.version)
     return project
@@ -82,7 +83,7 @@ async def update_project(
 ) -> Project:
     """Change name, description or status (owner or admin). With `If-Match`, applies only
     if the project still has that ETag (412 `precondition_failed` otherwise)."""
-    updated = await project_service.update(session, project, changes, if_match=if_match)
+    updated = await project_service.update(session, project.id, changes, if_match=if_match)
     response.headers["ETag"] = etag(updated.version)
     return updated
 
@@ -94,4 +95,4 @@ async def update_project(
 )
 async def delete_project(project: VisibleProject, session: SessionDep) -> None:
     """Delete a project with its tasks and their comments (owner or admin)."""
-    await project_service.delete(session, project)
+    await project_service.delete(session, project.id)

@@ -5,14 +5,22 @@ from typing import Final
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from fasttrack.core.db import Database, utcnow
-from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
+from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.versioning import IfMatch, save_versioned
-from fasttrack.projects.models import Project, ProjectCreate, ProjectStatus, ProjectUpdate
+from fasttrack.projects.exceptions import ProjectNotFound
+from fasttrack.projects.models import (
+    Project,
+    ProjectCreate,
+    ProjectRead,
+    ProjectStatus,
+    ProjectUpdate,
+)
 from fasttrack.tasks.models import Task, TaskStatus
-from fasttrack.users.models import Role, User
+from fasttrack.users import service as user_service
+from fasttrack.users.models import Role, UserRead
 
 COUNT_COLUMNS: Final = {
     TaskStatus.todo: "todo_count",
@@ -20,38 +28,46 @@ COUNT_COLUMNS: Final = {
     TaskStatus.done: "done_count",
 }
 
+_PROJECTS: Final = sa.select(*columns_of(Project, ProjectRead))
+# Only the owner and admins see a project; for anyone else it does not exist.
+_VISIBLE: Final = PreparedQuery(
+    _PROJECTS.where(
+        col(Project.id) == sa.bindparam("project_id"),
+        sa.or_(user_service.VIEWER_IS_ADMIN, col(Project.owner_id) == user_service.VIEWER_ID),
+    )
+)
+# An admin lists every project: the owner filter is then left out of the query.
+_LIST: Final = KeysetList(
+    _PROJECTS,
+    key=col(Project.id),
+    descending=True,
+    filters={"owner_id": col(Project.owner_id), "status": col(Project.status)},
+)
 
-def visible_projects(viewer: User) -> SelectOfScalar[Project]:
-    """Projects `viewer` may see (and manage): their own, or all of them for an admin."""
-    statement = select(Project)
-    if viewer.role is not Role.admin:
-        statement = statement.where(Project.owner_id == viewer.id)
-    return statement
 
-
-def can_manage(project: Project, user: User) -> bool:
+def can_manage(project: ProjectRead, user: UserRead) -> bool:
     return user.role is Role.admin or project.owner_id == user.id
 
 
-async def get_visible(session: AsyncSession, project_id: int, *, viewer: User) -> Project | None:
-    statement = visible_projects(viewer).where(Project.id == project_id)
-    return (await session.exec(statement)).first()
+async def get_visible(
+    reads: QueryRunner, project_id: int, *, viewer: UserRead
+) -> ProjectRead | None:
+    row = await reads.one_or_none(_VISIBLE, project_id=project_id, **user_service.as_viewer(viewer))
+    return None if row is None else ProjectRead.model_validate(row)
 
 
 async def list_projects(
-    session: AsyncSession,
+    reads: QueryRunner,
     params: CursorParams,
     *,
-    viewer: User,
+    viewer: UserRead,
     status: ProjectStatus | None = None,
-) -> PageResult[Project]:
-    statement = visible_projects(viewer)
-    if status is not None:
-        statement = statement.where(Project.status == status)
-    return await paginate(session, statement, params, key=col(Project.id), descending=True)
+) -> PageResult[Row]:
+    owner_id = None if viewer.role is Role.admin else viewer.id
+    return await _LIST.page(reads, params, owner_id=owner_id, status=status)
 
 
-async def create(session: AsyncSession, body: ProjectCreate, *, owner: User) -> Project:
+async def create(session: AsyncSession, body: ProjectCreate, *, owner: UserRead) -> Project:
     project = Project.model_validate(body, update={"owner_id": owner.id})
     session.add(project)
     await session.commit()
@@ -59,28 +75,28 @@ async def create(session: AsyncSession, body: ProjectCreate, *, owner: User) -> 
 
 
 async def update(
-    session: AsyncSession, project: Project, changes: ProjectUpdate, *, if_match: IfMatch | None
+    session: AsyncSession, project_id: int, changes: ProjectUpdate, *, if_match: IfMatch | None
 ) -> Project:
     """Apply a PATCH; 412 if `if_match` no longer matches. An empty change is a no-op."""
+    requested = changes.model_dump(exclude_unset=True)
 
-    async def apply() -> None:
+    async def apply(project: Project) -> None:
         data = {
-            field: value
-            for field, value in changes.model_dump(exclude_unset=True).items()
-            if getattr(project, field) != value
+            field: value for field, value in requested.items() if getattr(project, field) != value
         }
         if data:
             project.sqlmodel_update(data)
             project.updated_at = utcnow()
             session.add(project)
 
-    await save_versioned(session, project, if_match, apply)
-    return project
+    return await save_versioned(
+        session, Project, project_id, if_match, apply, missing=ProjectNotFound
+    )
 
 
-async def delete(session: AsyncSession, project: Project) -> None:
+async def delete(session: AsyncSession, project_id: int) -> None:
     """Delete a project; the database cascades to its tasks and their comments."""
-    await session.exec(sa.delete(Project).where(col(Project.id) == project.id))
+    await session.exec(sa.delete(Project).where(col(Project.id) == project_id))
     await session.commit()
 
 

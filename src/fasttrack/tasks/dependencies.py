@@ -5,33 +5,33 @@ from typing import Annotated
 from fastapi import Depends, Query
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import MAX_ID, IdPath, SessionDep
+from fasttrack.core.db import MAX_ID, IdPath, ReadsDep
 from fasttrack.core.errors import Forbidden
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
-from fasttrack.tasks.models import Priority, Task, TaskStatus
+from fasttrack.tasks.models import Priority, TaskStatus, TaskView
 from fasttrack.tasks.service import TaskFilters
 
 
-async def get_visible_task(task_id: IdPath, user: CurrentUser, session: SessionDep) -> Task:
+async def get_visible_task(task_id: IdPath, user: CurrentUser, reads: ReadsDep) -> TaskView:
     # Missing and invisible look the same (404): nothing leaks about other people's projects.
-    task = await task_service.get_visible(session, task_id, viewer=user)
+    task = await task_service.get_visible(reads, task_id, viewer=user)
     if task is None:
         raise TaskNotFound()
     return task
 
 
-VisibleTask = Annotated[Task, Depends(get_visible_task)]
+VisibleTask = Annotated[TaskView, Depends(get_visible_task)]
 
 
-async def get_managed_task(task: VisibleTask, user: CurrentUser) -> Task:
+async def get_managed_task(task: VisibleTask, user: CurrentUser) -> TaskView:
     # Only reached for a task the caller can see, so refusing here is a 403.
     if not task_service.can_manage(task, user):
         raise Forbidden("Only the project owner or an admin may do this")
     return task
 
 
-ManagedTask = Annotated[Task, Depends(get_managed_task)]
+ManagedTask = Annotated[TaskView, Depends(get_managed_task)]
 
 
 async def get_task_filters(

@@ -92,3 +92,11 @@ class TaskRead(SQLModel):
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+
+
+class TaskView(TaskRead):
+    """A task as its loaders see it: what the API shows, and what the access rules and
+    the ETag need besides."""
+
+    version: int = Field(exclude=True)
+    project_owner_id: int = Field(exclude=True)

@@ -4,9 +4,10 @@ from fastapi import APIRouter, Request, Response, status
 
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.background import BackgroundJobs, BackgroundJobsDep
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
+from fasttrack.core.prepared import Row
 from fasttrack.core.versioning import IfMatchDep, etag
 from fasttrack.notifications.dependencies import EmailSenderDep, HubDep
 from fasttrack.notifications.email import EmailSender, assignment_email
@@ -15,9 +16,9 @@ from fasttrack.projects.dependencies import TaskCountsDep, VisibleProject
 from fasttrack.projects.service import TaskCountRefresher
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.dependencies import ManagedTask, TaskFiltersDep, VisibleTask
-from fasttrack.tasks.models import Task, TaskCreate, TaskRead, TaskUpdate
+from fasttrack.tasks.models import Task, TaskCreate, TaskRead, TaskUpdate, TaskView
 from fasttrack.tasks.service import TaskChange
-from fasttrack.users.models import User
+from fasttrack.users.models import UserRead
 
 router = APIRouter(tags=["tasks"])
 
@@ -29,7 +30,7 @@ ETAG_HEADER = {
 async def _after_commit(
     change: TaskChange,
     *,
-    actor: User,
+    actor: UserRead,
     hub: Hub,
     jobs: BackgroundJobs,
     task_counts: TaskCountRefresher,
@@ -46,7 +47,7 @@ async def _after_commit(
             to=change.new_assignee.email,
             assignee_name=change.new_assignee.display_name,
             task_title=task.title,
-            project_name=task.project.name,
+            project_name=change.project_name,
             assigned_by=actor.display_name,
         )
         jobs.add("assignment-email", email_sender.send, message)
@@ -87,11 +88,11 @@ async def create_task(
     responses=problem_responses(401, 404, 422),
 )
 async def list_project_tasks(
-    project: VisibleProject, filters: TaskFiltersDep, page: PageParams, session: SessionDep
-) -> PageResult[Task]:
+    project: VisibleProject, filters: TaskFiltersDep, page: PageParams, reads: ReadsDep
+) -> PageResult[Row]:
     """A project's tasks, newest first (owner or admin), filtered by `status`,
     `priority` and `assignee_id`."""
-    return await task_service.list_project_tasks(session, project, page, filters=filters)
+    return await task_service.list_project_tasks(reads, project.id, page, filters=filters)
 
 
 @router.get(
@@ -100,11 +101,11 @@ async def list_project_tasks(
     responses=problem_responses(401, 422),
 )
 async def list_my_tasks(
-    user: CurrentUser, filters: TaskFiltersDep, page: PageParams, session: SessionDep
-) -> PageResult[Task]:
+    user: CurrentUser, filters: TaskFiltersDep, page: PageParams, reads: ReadsDep
+) -> PageResult[Row]:
     """Tasks assigned to the caller across all projects, newest first, with the same
     filters as a project's task list."""
-    return await task_service.list_assigned_tasks(session, user, page, filters=filters)
+    return await task_service.list_assigned_tasks(reads, user.id, page, filters=filters)
 
 
 @router.get(
@@ -112,7 +113,7 @@ async def list_my_tasks(
     response_model=TaskRead,
     responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
 )
-async def get_task(task: VisibleTask, response: Response) -> Task:
+async def get_task(task: VisibleTask, response: Response) -> TaskView:
     """One task, for the project owner, the assignee or an admin (404 for anyone else)."""
     response.headers["ETag"] = etag(task.version)
     return task
@@ -157,5 +158,5 @@ async def delete_task(
     task: ManagedTask, session: SessionDep, jobs: BackgroundJobsDep, task_counts: TaskCountsDep
 ) -> None:
     """Delete a task and its comments (owner or admin; the assignee gets 403)."""
-    await task_service.delete(session, task)
+    await task_service.delete(session, task.id)
     jobs.add("refresh-task-counts", task_counts.refresh, task.project_id)

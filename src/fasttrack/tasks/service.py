@@ -1,27 +1,35 @@
 """Tasks: visibility, the status workflow, assignment and field rules (SPEC §4, §5 Tasks)."""
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import QueryableAttribute, contains_eager
-from sqlmodel import col, select
+from sqlalchemy.orm import QueryableAttribute, joinedload
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
 
 from fasttrack.core.db import utcnow
 from fasttrack.core.errors import Forbidden
-from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
+from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.models import Notification
-from fasttrack.projects import service as project_service
 from fasttrack.projects.exceptions import ProjectNotFound
-from fasttrack.projects.models import Project
-from fasttrack.tasks.exceptions import InvalidAssignee, InvalidTransition
-from fasttrack.tasks.models import Priority, Task, TaskCreate, TaskStatus, TaskUpdate
-from fasttrack.users.models import Role, User
+from fasttrack.projects.models import Project, ProjectRead
+from fasttrack.tasks.exceptions import InvalidAssignee, InvalidTransition, TaskNotFound
+from fasttrack.tasks.models import (
+    Priority,
+    Task,
+    TaskCreate,
+    TaskRead,
+    TaskStatus,
+    TaskUpdate,
+    TaskView,
+)
+from fasttrack.users import service as user_service
+from fasttrack.users.models import Role, User, UserRead
 
 ALLOWED_MOVES: Final = frozenset(
     {
@@ -36,6 +44,37 @@ ASSIGNEE_FIELDS: Final = frozenset({"status"})
 # instrumented attribute it really is.
 TASK_PROJECT: Final = cast("QueryableAttribute[Project]", Task.project)
 
+# On (task JOIN project): the tasks the caller may see, those of projects they own and
+# those assigned to them, or all of them for an admin.
+VISIBLE_TO_VIEWER: Final = sa.or_(
+    user_service.VIEWER_IS_ADMIN,
+    col(Project.owner_id) == user_service.VIEWER_ID,
+    col(Task.assignee_id) == user_service.VIEWER_ID,
+)
+_VISIBLE: Final = PreparedQuery(
+    sa.select(*columns_of(Task, TaskView), col(Project.owner_id).label("project_owner_id"))
+    .join(Project, col(Project.id) == Task.project_id)
+    .where(col(Task.id) == sa.bindparam("task_id"), VISIBLE_TO_VIEWER)
+)
+_TASKS: Final = sa.select(*columns_of(Task, TaskRead))
+_FILTERS: Final = {
+    "status": col(Task.status),
+    "priority": col(Task.priority),
+    "assignee_id": col(Task.assignee_id),
+}
+_PROJECT_TASKS: Final = KeysetList(
+    _TASKS.where(col(Task.project_id) == sa.bindparam("project_id")),
+    key=col(Task.id),
+    descending=True,
+    filters=_FILTERS,
+)
+_ASSIGNED_TASKS: Final = KeysetList(
+    _TASKS.where(col(Task.assignee_id) == sa.bindparam("user_id")),
+    key=col(Task.id),
+    descending=True,
+    filters=_FILTERS,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class TaskFilters:
@@ -43,21 +82,13 @@ class TaskFilters:
     priority: Priority | None = None
     assignee_id: int | None = None
 
-    def apply(self, statement: SelectOfScalar[Task]) -> SelectOfScalar[Task]:
-        if self.status is not None:
-            statement = statement.where(Task.status == self.status)
-        if self.priority is not None:
-            statement = statement.where(Task.priority == self.priority)
-        if self.assignee_id is not None:
-            statement = statement.where(Task.assignee_id == self.assignee_id)
-        return statement
-
 
 @dataclass(frozen=True, slots=True)
 class TaskChange:
     """What a create or update did, for the work that follows the commit."""
 
     task: Task
+    project_name: str
     changed: frozenset[str]
     previous: dict[str, Any] = field(default_factory=dict)
     new_assignee: User | None = None
@@ -69,40 +100,25 @@ class TaskChange:
         return self.created or "status" in self.changed
 
 
-def visible_to(viewer: User) -> sa.ColumnElement[bool] | None:
-    """The condition on (task JOIN project) for tasks `viewer` may see; None = all."""
-    if viewer.role is Role.admin:
-        return None
-    return sa.or_(col(Project.owner_id) == viewer.id, col(Task.assignee_id) == viewer.id)
+def can_manage(task: TaskView, user: UserRead) -> bool:
+    return user.role is Role.admin or task.project_owner_id == user.id
 
 
-def visible_tasks(viewer: User) -> SelectOfScalar[Task]:
-    """Tasks of projects `viewer` owns, tasks assigned to them, or all for an admin."""
-    statement = select(Task).join(TASK_PROJECT).options(contains_eager(TASK_PROJECT))
-    condition = visible_to(viewer)
-    return statement if condition is None else statement.where(condition)
-
-
-def can_manage(task: Task, user: User) -> bool:
-    return project_service.can_manage(task.project, user)
-
-
-async def get_visible(session: AsyncSession, task_id: int, *, viewer: User) -> Task | None:
-    return (await session.exec(visible_tasks(viewer).where(Task.id == task_id))).first()
+async def get_visible(reads: QueryRunner, task_id: int, *, viewer: UserRead) -> TaskView | None:
+    row = await reads.one_or_none(_VISIBLE, task_id=task_id, **user_service.as_viewer(viewer))
+    return None if row is None else TaskView.model_validate(row)
 
 
 async def list_project_tasks(
-    session: AsyncSession, project: Project, params: CursorParams, *, filters: TaskFilters
-) -> PageResult[Task]:
-    statement = filters.apply(select(Task).where(Task.project_id == project.id))
-    return await paginate(session, statement, params, key=col(Task.id), descending=True)
+    reads: QueryRunner, project_id: int, params: CursorParams, *, filters: TaskFilters
+) -> PageResult[Row]:
+    return await _PROJECT_TASKS.page(reads, params, project_id=project_id, **asdict(filters))
 
 
 async def list_assigned_tasks(
-    session: AsyncSession, user: User, params: CursorParams, *, filters: TaskFilters
-) -> PageResult[Task]:
-    statement = filters.apply(select(Task).where(Task.assignee_id == user.id))
-    return await paginate(session, statement, params, key=col(Task.id), descending=True)
+    reads: QueryRunner, user_id: int, params: CursorParams, *, filters: TaskFilters
+) -> PageResult[Row]:
+    return await _ASSIGNED_TASKS.page(reads, params, user_id=user_id, **asdict(filters))
 
 
 async def _assignable_user(session: AsyncSession, user_id: int | None) -> User | None:
@@ -115,7 +131,7 @@ async def _assignable_user(session: AsyncSession, user_id: int | None) -> User |
 
 
 async def create(
-    session: AsyncSession, project: Project, body: TaskCreate, *, actor: User
+    session: AsyncSession, project: ProjectRead, body: TaskCreate, *, actor: UserRead
 ) -> TaskChange:
     assignee = await _assignable_user(session, body.assignee_id)
     task = Task.model_validate(
@@ -125,7 +141,6 @@ async def create(
             "completed_at": utcnow() if body.status is TaskStatus.done else None,
         },
     )
-    task.project = project
     session.add(task)
     try:
         await session.flush()
@@ -134,10 +149,11 @@ async def create(
         # the orphan. (Users are never deleted, only deactivated, so it is not the assignee.)
         await session.rollback()
         raise ProjectNotFound() from None
-    notifications = _notify_assignment(session, task, assignee, actor=actor)
+    notifications = _notify_assignment(session, task, project.name, assignee, actor=actor)
     await session.commit()
     return TaskChange(
         task=task,
+        project_name=project.name,
         changed=frozenset(body.model_fields_set),
         new_assignee=assignee,
         created=True,
@@ -146,7 +162,7 @@ async def create(
 
 
 def _notify_assignment(
-    session: AsyncSession, task: Task, assignee: User | None, *, actor: User
+    session: AsyncSession, task: Task, project_name: str, assignee: User | None, *, actor: UserRead
 ) -> list[Notification]:
     if assignee is None:
         return []
@@ -156,7 +172,7 @@ def _notify_assignment(
         task_id=task.id,
         task_title=task.title,
         project_id=task.project_id,
-        project_name=task.project.name,
+        project_name=project_name,
         assignee_id=assignee.id,
         actor=actor,
     )
@@ -164,10 +180,10 @@ def _notify_assignment(
 
 async def update(
     session: AsyncSession,
-    task: Task,
+    task: TaskView,
     changes: TaskUpdate,
     *,
-    actor: User,
+    actor: UserRead,
     if_match: IfMatch | None,
 ) -> TaskChange:
     """Apply a PATCH under the workflow and field rules.
@@ -181,46 +197,50 @@ async def update(
         raise Forbidden("An assignee may only change the status of a task")
     outcome: dict[str, Any] = {}
 
-    async def apply() -> None:
-        changed = {name: value for name, value in requested.items() if getattr(task, name) != value}
-        previous = {name: getattr(task, name) for name in changed}
+    async def apply(row: Task) -> None:
+        changed = {name: value for name, value in requested.items() if getattr(row, name) != value}
+        previous = {name: getattr(row, name) for name in changed}
         new_status = changed.get("status")
-        if new_status is not None and (task.status, new_status) not in ALLOWED_MOVES:
-            raise InvalidTransition(f"A task cannot move from {task.status} to {new_status}")
+        if new_status is not None and (row.status, new_status) not in ALLOWED_MOVES:
+            raise InvalidTransition(f"A task cannot move from {row.status} to {new_status}")
         assignee = (
             await _assignable_user(session, changed["assignee_id"])
             if "assignee_id" in changed
             else None
         )
         if new_status is not None:
-            task.completed_at = utcnow() if new_status is TaskStatus.done else None
+            row.completed_at = utcnow() if new_status is TaskStatus.done else None
         if changed:
-            task.sqlmodel_update(changed)
-            task.updated_at = utcnow()
-            session.add(task)
+            row.sqlmodel_update(changed)
+            row.updated_at = utcnow()
+            session.add(row)
         # Written in the same transaction as the change: both commit, or neither.
-        notifications = _notify_assignment(session, task, assignee, actor=actor)
+        notifications = _notify_assignment(session, row, row.project.name, assignee, actor=actor)
         if new_status is not None:
             notifications += notification_service.status_changed(
                 session,
-                task_id=task.id,
-                task_title=task.title,
+                task_id=row.id,
+                task_title=row.title,
                 old=previous["status"],
                 new=new_status,
-                recipients=[task.project.owner_id, task.assignee_id],
+                recipients=[row.project.owner_id, row.assignee_id],
                 actor=actor,
             )
         outcome.update(
+            project_name=row.project.name,
             changed=frozenset(changed),
             previous=previous,
             new_assignee=assignee,
             notifications=notifications,
         )
 
-    await save_versioned(session, task, if_match, apply)
-    return TaskChange(task=task, **outcome)
+    load = [joinedload(TASK_PROJECT, innerjoin=True)]
+    row = await save_versioned(
+        session, Task, task.id, if_match, apply, missing=TaskNotFound, load=load
+    )
+    return TaskChange(task=row, **outcome)
 
 
-async def delete(session: AsyncSession, task: Task) -> None:
-    await session.exec(sa.delete(Task).where(col(Task.id) == task.id))
+async def delete(session: AsyncSession, task_id: int) -> None:
+    await session.exec(sa.delete(Task).where(col(Task.id) == task_id))
     await session.commit()

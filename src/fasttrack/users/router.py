@@ -11,9 +11,10 @@ from fasttrack.auth.dependencies import (
     HasherDep,
     TokensDep,
 )
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
+from fasttrack.core.prepared import Row
 from fasttrack.notifications.dependencies import HubDep
 from fasttrack.users import service as user_service
 from fasttrack.users.dependencies import ManagedUser
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
-async def get_me(user: CurrentUser) -> User:
+async def get_me(user: CurrentUser) -> UserRead:
     """The caller's own account."""
     return user
 
@@ -45,26 +46,25 @@ async def update_me(
         session, principal, changes, hasher=hasher, tokens=tokens
     )
     if revoked:
-        assert user.id is not None
-        await hub.revoke(user.id, revoked)
+        await hub.revoke(principal.user.id, revoked)
     return user
 
 
 @router.get("", response_model=Page[UserRead], responses=problem_responses(401, 403, 422))
 async def list_users(
     _admin: AdminUser,
-    session: SessionDep,
+    reads: ReadsDep,
     page: PageParams,
     role: Annotated[Role | None, Query()] = None,
     is_active: Annotated[bool | None, Query()] = None,
-) -> PageResult[User]:
+) -> PageResult[Row]:
     """Every account, oldest first (admins only), optionally filtered by `role` and
     `is_active`."""
-    return await user_service.list_users(session, page, role=role, is_active=is_active)
+    return await user_service.list_users(reads, page, role=role, is_active=is_active)
 
 
 @router.get("/{user_id}", response_model=UserRead, responses=problem_responses(401, 403, 404, 422))
-async def get_user(user: ManagedUser) -> User:
+async def get_user(user: ManagedUser) -> UserRead:
     """One account (admins only)."""
     return user
 
@@ -82,8 +82,7 @@ async def update_user(
     """Change an account's display name, role or activity (admins only). Deactivation
     signs the user out everywhere at once and closes their WebSockets. The last active
     admin cannot be demoted or deactivated (409 `last_admin`)."""
-    updated, revoked = await user_service.update_by_admin(session, user, changes, tokens=tokens)
+    updated, revoked = await user_service.update_by_admin(session, user.id, changes, tokens=tokens)
     if revoked:
-        assert updated.id is not None
-        await hub.revoke(updated.id, revoked)
+        await hub.revoke(user.id, revoked)
     return updated

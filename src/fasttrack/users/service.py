@@ -1,5 +1,8 @@
 """Accounts: creation, self-service changes, administration (SPEC §5 Users)."""
 
+from typing import Any, Final
+
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -8,16 +11,31 @@ from fasttrack.auth import service as auth_service
 from fasttrack.auth.service import Principal
 from fasttrack.auth.tokens import TokenService
 from fasttrack.core.db import release_connection, utcnow
-from fasttrack.core.pagination import CursorParams, PageResult, paginate
+from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
+from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.security import PasswordHasher
-from fasttrack.users.exceptions import EmailTaken, LastAdmin, WrongCurrentPassword
+from fasttrack.users.exceptions import EmailTaken, LastAdmin, UserNotFound, WrongCurrentPassword
 from fasttrack.users.models import (
     Role,
     User,
     UserAdminUpdate,
     UserCreate,
     UserPromotion,
+    UserRead,
     UserSelfUpdate,
+)
+
+# Visibility conditions in prepared queries name the caller with these two parameters.
+VIEWER_ID: Final = sa.bindparam("viewer_id", type_=sa.Integer)
+VIEWER_IS_ADMIN: Final = sa.bindparam("viewer_is_admin", type_=sa.Boolean)
+
+_USERS: Final = sa.select(*columns_of(User, UserRead))
+_USER: Final = PreparedQuery(_USERS.where(col(User.id) == sa.bindparam("user_id")))
+_USER_LIST: Final = KeysetList(
+    _USERS,
+    key=col(User.id),
+    descending=False,
+    filters={"role": col(User.role), "is_active": col(User.is_active)},
 )
 
 
@@ -44,19 +62,33 @@ async def get_by_email(session: AsyncSession, email: str) -> User | None:
     return (await session.exec(select(User).where(User.email == email.lower()))).first()
 
 
+def as_viewer(user: UserRead) -> dict[str, Any]:
+    """The values of VIEWER_ID and VIEWER_IS_ADMIN for `user`."""
+    return {"viewer_id": user.id, "viewer_is_admin": user.role is Role.admin}
+
+
+async def get(reads: QueryRunner, user_id: int) -> UserRead | None:
+    row = await reads.one_or_none(_USER, user_id=user_id)
+    return None if row is None else UserRead.model_validate(row)
+
+
 async def list_users(
-    session: AsyncSession,
+    reads: QueryRunner,
     params: CursorParams,
     *,
     role: Role | None = None,
     is_active: bool | None = None,
-) -> PageResult[User]:
-    statement = select(User)
-    if role is not None:
-        statement = statement.where(User.role == role)
-    if is_active is not None:
-        statement = statement.where(User.is_active == is_active)
-    return await paginate(session, statement, params, key=col(User.id), descending=False)
+) -> PageResult[Row]:
+    return await _USER_LIST.page(reads, params, role=role, is_active=is_active)
+
+
+async def _load(session: AsyncSession, user_id: int) -> User:
+    # Not locked: demotions lock the admin rows in id order (see below), and locking this
+    # row first could deadlock two admins demoting each other.
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
 
 
 async def update_self(
@@ -72,8 +104,7 @@ async def update_self(
     A new password needs the current one and ends every other session of the user: a
     thief holding an old refresh token loses it, the caller keeps working.
     """
-    # The principal was loaded by authentication's own session; adopt it into this one.
-    user = await session.merge(principal.user, load=False)
+    user = await _load(session, principal.user.id)
     data = changes.model_dump(exclude_unset=True)
     revoked: list[str] = []
     if "password" in data:
@@ -82,9 +113,8 @@ async def update_self(
             raise WrongCurrentPassword()
         user.hashed_password = await hasher.hash(data.pop("password"))
         session.add(user)
-        assert user.id is not None
         revoked = await auth_service.revoke_user_sessions(
-            session, user.id, tokens=tokens, keep_sid=principal.claims.sid
+            session, principal.user.id, tokens=tokens, keep_sid=principal.claims.sid
         )
     data.pop("current_password", None)
     user.sqlmodel_update(data)
@@ -95,13 +125,14 @@ async def update_self(
 
 
 async def update_by_admin(
-    session: AsyncSession, user: User, changes: UserAdminUpdate, *, tokens: TokenService
+    session: AsyncSession, user_id: int, changes: UserAdminUpdate, *, tokens: TokenService
 ) -> tuple[User, list[str]]:
-    """Apply an admin's changes to `user`; returns the user and the sessions it revoked.
+    """Apply an admin's changes to a user; returns the user and the sessions it revoked.
 
     Deactivation ends every session, so reactivating an account never revives tokens
     issued before it was locked.
     """
+    user = await _load(session, user_id)
     data = changes.model_dump(exclude_unset=True)
     loses_admin = (
         user.role is Role.admin
@@ -112,8 +143,7 @@ async def update_by_admin(
         raise LastAdmin()
     revoked: list[str] = []
     if data.get("is_active") is False and user.is_active:
-        assert user.id is not None
-        revoked = await auth_service.revoke_user_sessions(session, user.id, tokens=tokens)
+        revoked = await auth_service.revoke_user_sessions(session, user_id, tokens=tokens)
     user.sqlmodel_update(data)
     user.updated_at = utcnow()
     session.add(user)
