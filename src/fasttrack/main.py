@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -133,6 +134,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await _repair_task_counts(app.state.task_counts)
     purger = asyncio.create_task(_purge_periodically(database), name="revocation-purge")
     await hub.start()
+    # Everything built so far (modules, schemas, mappers, routes: ~10^5 objects) lives as
+    # long as the process. Left to the cyclic collector, each full collection walks them
+    # all, a 30 ms pause for every request in flight; frozen, they are never walked again.
+    gc.collect()
+    gc.freeze()
     try:
         with _sockets_go_away_on_signals(hub):
             yield
