@@ -26,7 +26,7 @@ from starlette.requests import HTTPConnection
 from fasttrack.core import postgres, sqlite
 from fasttrack.core.config import Settings
 from fasttrack.core.pool import FairAsyncQueuePool
-from fasttrack.core.prepared import QueryRunner
+from fasttrack.core.prepared import PooledFetch, QueryRunner
 from fasttrack.core.sqlite import OneTripConnection, OneTripDBAPI
 
 logger = logging.getLogger("fasttrack.db")
@@ -35,6 +35,8 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Integer primary keys are INTEGER columns, 32-bit on PostgreSQL. A larger id names no row,
 # and binding one makes the driver fail the whole query instead of finding nothing.
 MAX_ID: Final = 2**31 - 1
+# SQLite connections for prepared reads, shared by all requests (see core.sqlite).
+READ_CONNECTIONS: Final = 4
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
@@ -95,6 +97,7 @@ class Database:
     reads: QueryRunner
 
     async def dispose(self) -> None:
+        await self.reads.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
@@ -106,12 +109,7 @@ def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str | None) -> None:
         # Autocommit at the driver level: SQLAlchemy decides where transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=5000",
-        ):
+        for pragma in sqlite.PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
@@ -145,6 +143,11 @@ def create_database(settings: Settings) -> Database:
         write_engine = _sqlite_engine(settings.database_url, driver, connections=1)
         _install_sqlite_pragmas(engine, begin=None)
         _install_sqlite_pragmas(write_engine, begin="BEGIN IMMEDIATE")
+        connect_args, connect_kwargs = engine.dialect.create_connect_args(engine.url)
+        read_connections = sqlite.ReadConnections(
+            engine.dialect, connect_args, connect_kwargs, connections=READ_CONNECTIONS
+        )
+        reads = QueryRunner(engine.dialect, read_connections, close=read_connections.close)
     else:
         engine = create_async_engine(
             settings.database_url,
@@ -156,6 +159,7 @@ def create_database(settings: Settings) -> Database:
             connect_args={"timeout": settings.database_timeout},
         )
         write_engine = engine
+        reads = QueryRunner(engine.dialect, PooledFetch(engine, postgres.fetch))
     return Database(
         engine=engine,
         write_engine=write_engine,
@@ -163,7 +167,7 @@ def create_database(settings: Settings) -> Database:
         write_sessionmaker=async_sessionmaker(
             write_engine, class_=AsyncSession, expire_on_commit=False
         ),
-        reads=QueryRunner(engine, sqlite.fetch if settings.is_sqlite else postgres.fetch),
+        reads=reads,
     )
 
 

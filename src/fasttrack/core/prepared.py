@@ -31,11 +31,21 @@ Processor = Callable[[Any], Any]
 Row = dict[str, Any]
 
 
-class DriverFetch(Protocol):
-    """Runs `sql` with positional `arguments` on a pooled connection; returns the rows.
+class Fetch(Protocol):
+    """Runs `sql` with positional `arguments` and returns the rows.
 
-    Driver errors leave it as the DBAPI errors of SQLAlchemy's adapter for that driver.
+    Driver errors leave it as SQLAlchemy's exceptions (see `driver_error`), which the
+    error handlers and the fault tests know, whichever path a statement took.
     """
+
+    def __call__(
+        self, sql: str, arguments: tuple[Any, ...]
+    ) -> Awaitable[Sequence[Sequence[Any]]]: ...
+
+
+class DriverFetch(Protocol):
+    """Runs `sql` on a pooled connection; raises the DBAPI errors of SQLAlchemy's
+    adapter for the driver."""
 
     def __call__(
         self, connection: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
@@ -106,21 +116,43 @@ class PreparedQuery:
 
 
 class QueryRunner:
-    """Runs prepared queries on one engine's pool with a driver-specific fetch."""
+    """Runs prepared queries for one dialect through a `Fetch`."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        fetch: Fetch,
+        *,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._dialect = dialect
+        self._fetch = fetch
+        self._close = close
+
+    async def all(self, query: PreparedQuery, **values: Any) -> list[Row]:
+        compiled = query.for_dialect(self._dialect)
+        rows = await self._fetch(compiled.sql, compiled.arguments(values))
+        return [compiled.row(row) for row in rows]
+
+    async def one_or_none(self, query: PreparedQuery, **values: Any) -> Row | None:
+        rows = await self.all(query, **values)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        if self._close is not None:
+            await self._close()
+
+
+class PooledFetch:
+    """A `Fetch` that checks a connection out of an engine's pool for each statement."""
 
     def __init__(self, engine: AsyncEngine, fetch: DriverFetch) -> None:
         self._engine = engine.sync_engine
         self._dialect = engine.dialect
         self._fetch = fetch
 
-    async def all(self, query: PreparedQuery, **values: Any) -> list[Row]:
-        compiled = query.for_dialect(self._dialect)
-        rows = await greenlet_spawn(self._run, compiled.sql, compiled.arguments(values))
-        return [compiled.row(row) for row in rows]
-
-    async def one_or_none(self, query: PreparedQuery, **values: Any) -> Row | None:
-        rows = await self.all(query, **values)
-        return rows[0] if rows else None
+    async def __call__(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        return await greenlet_spawn(self._run, sql, arguments)
 
     def _run(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         # Runs in a greenlet, like all of SQLAlchemy's async work: checkout (with its
@@ -128,41 +160,33 @@ class QueryRunner:
         try:
             connection = self._engine.raw_connection()
         except Exception as error:
-            raise self._wrap(error, None, sql, arguments) from error
+            raise driver_error(error, self._dialect, sql, arguments) from error
         try:
             return await_(self._fetch(connection, sql, arguments))
         except Exception as error:
-            raise self._wrap(error, connection, sql, arguments) from error
+            raise driver_error(error, self._dialect, sql, arguments, connection) from error
         finally:
             connection.close()
 
-    def _wrap(
-        self,
-        error: Exception,
-        connection: PoolProxiedConnection | None,
-        sql: str,
-        arguments: tuple[Any, ...],
-    ) -> Exception:
-        """Report a driver error as SQLAlchemy would, dropping a connection that died.
 
-        The error handlers and fault tests know SQLAlchemy's exceptions, whichever path
-        the statement took. `connection` is None when the checkout itself failed.
-        """
-        dbapi_error_type = self._dialect.loaded_dbapi.Error
-        if not isinstance(error, dbapi_error_type):
-            return error
-        dbapi_connection = None if connection is None else connection.dbapi_connection
-        lost = self._dialect.is_disconnect(error, dbapi_connection, None)
-        if lost and connection is not None:
-            connection.invalidate(error)
-        return DBAPIError.instance(
-            sql,
-            arguments,
-            error,
-            dbapi_error_type,
-            connection_invalidated=lost,
-            dialect=self._dialect,
-        )
+def driver_error(
+    error: Exception,
+    dialect: Dialect,
+    sql: str,
+    arguments: tuple[Any, ...],
+    connection: PoolProxiedConnection | None = None,
+) -> Exception:
+    """`error` as SQLAlchemy reports it, invalidating the pooled `connection` it killed."""
+    dbapi_error_type = dialect.loaded_dbapi.Error
+    if not isinstance(error, dbapi_error_type):
+        return error
+    dbapi_connection = None if connection is None else connection.dbapi_connection
+    lost = dialect.is_disconnect(error, dbapi_connection, None)
+    if lost and connection is not None:
+        connection.invalidate(error)
+    return DBAPIError.instance(
+        sql, arguments, error, dbapi_error_type, connection_invalidated=lost, dialect=dialect
+    )
 
 
 def columns_of(table: type[SQLModel], shape: type[BaseModel]) -> list[Column[Any]]:
