@@ -27,6 +27,7 @@ from fasttrack.core.logging import configure_logging
 from fasttrack.core.metrics import Metrics, MetricsMiddleware
 from fasttrack.core.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from fasttrack.core.pagination import CursorCodec
+from fasttrack.core.routing import RoutePaths
 from fasttrack.core.security import PasswordHasher
 from fasttrack.notifications.broker import create_broker
 from fasttrack.notifications.email import create_email_sender
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.hub = Hub(create_broker(settings.redis_url), observer=app.state.metrics)
     app.state.rate_limiter = None
+    app.state.route_paths = RoutePaths(app)
 
     install_error_handlers(app)
     # Middleware added first runs innermost. The limiter sits inside CORS, so a 429 still

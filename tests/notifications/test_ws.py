@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.auth import service as auth_service
+from fasttrack.core.prepared import QueryRunner
 from fasttrack.notifications import hub as hub_module
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.hub import Hub
-from fasttrack.notifications.models import Notification, NotificationType
+from fasttrack.notifications.models import Notification, NotificationType, StoredNotification
 from fasttrack.users.models import User
 from tests.conftest import AppFactory
 from tests.factories import (
@@ -67,6 +68,11 @@ async def _store(session: AsyncSession, user: User, count: int) -> list[int]:
     session.add_all(rows)
     await session.commit()
     return [row.id for row in rows if row.id is not None]
+
+
+def _stored(row: Notification | None) -> StoredNotification:
+    assert row is not None
+    return StoredNotification.model_validate(row, from_attributes=True)
 
 
 async def _assign_new_task(client: AsyncClient, owner: User, assignee: User) -> int:
@@ -224,15 +230,14 @@ async def test_nothing_is_lost_or_doubled_at_the_seam_between_replay_and_live(
     assert user.id is not None
     older, replayed, newer = await _store(session, user, 3)
     hub: Hub = app.state.hub
-    late = await session.get(Notification, older)
-    assert late is not None
+    late = _stored(await session.get(Notification, older))
     # `older` is hidden from the replay, as if its transaction had not committed yet.
     missed_since = notification_service.missed_since
 
     async def replay_racing_commits(
-        db: AsyncSession, user_id: int, since: int, **kw: Any
-    ) -> list[Notification]:
-        batch = [row for row in await missed_since(db, user_id, since, **kw) if row.id != older]
+        reads: QueryRunner, user_id: int, since: int, **kw: Any
+    ) -> list[StoredNotification]:
+        batch = [row for row in await missed_since(reads, user_id, since, **kw) if row.id != older]
         rows = {row.id: row for row in batch}
         # Published while the replay is under way: one it also read, one it did not.
         await hub.publish([rows[replayed], late])
@@ -483,9 +488,9 @@ async def test_a_client_too_far_behind_is_closed_with_1013(
     monkeypatch.setattr(hub_module, "OUTBOX_SIZE", 2)
     user = await make_user(session)
     hub: Hub = app.state.hub
-    rows = [await session.get(Notification, row) for row in await _store(session, user, 5)]
+    rows = [_stored(await session.get(Notification, row)) for row in await _store(session, user, 5)]
     async with ws_client(app) as http, open_socket(http, await _token(client, user)) as ws:
-        await hub.publish([row for row in rows if row is not None])
+        await hub.publish(rows)
         code, messages = await close_code(ws)
 
     assert code == 1013

@@ -12,6 +12,7 @@ from fasttrack.auth.dependencies import CurrentPrincipal, HasherDep, TokensDep
 from fasttrack.auth.models import LoginRequest, LogoutRequest, RefreshRequest, TokenPair
 from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
+from fasttrack.core.routing import url_for
 from fasttrack.notifications.dependencies import HubDep
 from fasttrack.users import service as user_service
 from fasttrack.users.models import User, UserCreate, UserRead
@@ -34,7 +35,8 @@ async def register(
     """Create an account. The e-mail is stored lower-cased and must be unique in any
     letter case (409 `conflict` otherwise)."""
     user = await user_service.create(session, body, hasher=hasher)
-    response.headers["Location"] = str(request.url_for("get_user", user_id=user.id))
+    assert user.id is not None
+    response.headers["Location"] = url_for(request, "get_user", user_id=user.id)
     return user
 
 

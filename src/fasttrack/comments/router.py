@@ -5,11 +5,12 @@ from fastapi import APIRouter, Request, Response, status
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.comments import service as comment_service
 from fasttrack.comments.dependencies import DeletableComment, VisibleComment
-from fasttrack.comments.models import Comment, CommentCreate, CommentRead
+from fasttrack.comments.models import CommentCreate, CommentRead
 from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.prepared import Row
+from fasttrack.core.routing import url_for
 from fasttrack.notifications.dependencies import HubDep
 from fasttrack.tasks.dependencies import VisibleTask
 
@@ -30,12 +31,12 @@ async def create_comment(
     hub: HubDep,
     request: Request,
     response: Response,
-) -> Comment:
+) -> CommentRead:
     """Comment on a task; anyone who can see the task may. The project owner and the
     assignee are notified (never the author)."""
     comment, notifications = await comment_service.create(session, task, body, author=user)
     await hub.publish(notifications)
-    response.headers["Location"] = str(request.url_for("get_comment", comment_id=comment.id))
+    response.headers["Location"] = url_for(request, "get_comment", comment_id=comment.id)
     return comment
 
 

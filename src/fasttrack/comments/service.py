@@ -8,10 +8,11 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment, CommentCreate, CommentRead
+from fasttrack.core.db import statements
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
+from fasttrack.core.prepared import PreparedInsert, PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.notifications import service as notification_service
-from fasttrack.notifications.models import Notification
+from fasttrack.notifications.models import StoredNotification
 from fasttrack.projects.models import Project
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
@@ -19,6 +20,7 @@ from fasttrack.tasks.models import Task, TaskView
 from fasttrack.users import service as user_service
 from fasttrack.users.models import Role, UserRead
 
+_INSERT: Final = PreparedInsert(Comment, returning=columns_of(Comment, CommentRead))
 _COMMENTS: Final = sa.select(*columns_of(Comment, CommentRead))
 # A comment exists for whoever may see its task.
 _VISIBLE: Final = PreparedQuery(
@@ -35,19 +37,19 @@ _TASK_COMMENTS: Final = KeysetList(
 
 async def create(
     session: AsyncSession, task: TaskView, body: CommentCreate, *, author: UserRead
-) -> tuple[Comment, list[Notification]]:
+) -> tuple[CommentRead, list[StoredNotification]]:
     """Add a comment; the project owner and the assignee are notified in the same commit."""
-    comment = Comment.model_validate(body, update={"task_id": task.id, "author_id": author.id})
-    session.add(comment)
+    run = await statements(session)
     try:
-        await session.flush()
+        row = await _INSERT.one(run, **body.model_dump(), task_id=task.id, author_id=author.id)
     except IntegrityError:
         # The task was deleted after this request loaded it; the foreign key refuses the
         # orphan.
         await session.rollback()
         raise TaskNotFound() from None
-    notifications = notification_service.comment_added(
-        session,
+    comment = CommentRead.model_validate(row)
+    notifications = await notification_service.comment_added(
+        run,
         task_id=task.id,
         comment_id=comment.id,
         recipients=[task.project_owner_id, task.assignee_id],

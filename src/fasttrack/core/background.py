@@ -3,9 +3,9 @@
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, ParamSpec
+from typing import ParamSpec
 
-from fastapi import BackgroundTasks, Depends
+from fastapi import BackgroundTasks
 
 from fasttrack.core.logging import request_id_var
 
@@ -41,10 +41,3 @@ class BackgroundJobs:
                 )
 
         self._tasks.add_task(run)
-
-
-async def get_background_jobs(tasks: BackgroundTasks) -> BackgroundJobs:
-    return BackgroundJobs(tasks)
-
-
-BackgroundJobsDep = Annotated[BackgroundJobs, Depends(get_background_jobs)]

@@ -26,7 +26,7 @@ from starlette.requests import HTTPConnection
 from fasttrack.core import postgres, sqlite
 from fasttrack.core.config import Settings
 from fasttrack.core.pool import FairAsyncQueuePool
-from fasttrack.core.prepared import PooledFetch, QueryRunner
+from fasttrack.core.prepared import Driver, PooledFetch, QueryRunner, in_session
 from fasttrack.core.sqlite import OneTripConnection, OneTripDBAPI
 
 logger = logging.getLogger("fasttrack.db")
@@ -37,6 +37,10 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ID: Final = 2**31 - 1
 # SQLite connections for prepared reads, shared by all requests (see core.sqlite).
 READ_CONNECTIONS: Final = 4
+DRIVERS: Final[dict[str, Driver]] = {
+    "sqlite": sqlite.SQLiteDriver(),
+    "postgresql": postgres.AsyncpgDriver(),
+}
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
@@ -86,8 +90,9 @@ class Database:
     transactions with ``BEGIN IMMEDIATE``: writers queue fairly on the pool instead of
     polling SQLite's busy handler, and a transaction that reads before it writes can never
     fail with a stale snapshot. Reads use a separate pool and never wait for writers (WAL).
-    On PostgreSQL both factories share one engine. `reads` runs the prepared queries of
-    the hot read paths on the read engine (see core.prepared).
+    On PostgreSQL both factories share one engine. `reads` runs prepared queries
+    outside any transaction; `statements(session)` runs them inside a session's
+    (see core.prepared).
     """
 
     engine: AsyncEngine
@@ -138,11 +143,11 @@ def _sqlite_engine(url: str, driver: OneTripDBAPI, *, connections: int) -> Async
 
 def create_database(settings: Settings) -> Database:
     if settings.is_sqlite:
-        driver = OneTripDBAPI()
-        engine = _sqlite_engine(settings.database_url, driver, connections=4)
-        write_engine = _sqlite_engine(settings.database_url, driver, connections=1)
+        dbapi = OneTripDBAPI()
+        engine = _sqlite_engine(settings.database_url, dbapi, connections=4)
+        write_engine = _sqlite_engine(settings.database_url, dbapi, connections=1)
         _install_sqlite_pragmas(engine, begin=None)
-        _install_sqlite_pragmas(write_engine, begin="BEGIN IMMEDIATE")
+        _install_sqlite_pragmas(write_engine, begin=sqlite.BEGIN_WRITE)
         connect_args, connect_kwargs = engine.dialect.create_connect_args(engine.url)
         read_connections = sqlite.ReadConnections(
             engine.dialect, connect_args, connect_kwargs, connections=READ_CONNECTIONS
@@ -159,7 +164,7 @@ def create_database(settings: Settings) -> Database:
             connect_args={"timeout": settings.database_timeout},
         )
         write_engine = engine
-        reads = QueryRunner(engine.dialect, PooledFetch(engine, postgres.fetch))
+        reads = QueryRunner(engine.dialect, PooledFetch(engine, DRIVERS["postgresql"]))
     return Database(
         engine=engine,
         write_engine=write_engine,
@@ -201,6 +206,11 @@ async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def statements(session: AsyncSession) -> QueryRunner:
+    """Prepared statements (core.prepared) in `session`'s transaction."""
+    return await in_session(session, DRIVERS[session.get_bind().dialect.name])
 
 
 async def get_reads(connection: HTTPConnection) -> QueryRunner:

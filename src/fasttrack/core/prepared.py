@@ -1,32 +1,37 @@
-"""Read queries compiled once per dialect and run on the pooled driver connection.
+"""Statements compiled once per dialect and run on the driver connection.
 
 Every request authenticates with one query and most load one resource or one page
 with another. Through the ORM each such statement cost about 0.4 ms of the event
 loop's time (session, unit-of-work bookkeeping, statement cache lookup, execution
-context, result and entity construction) against a few microseconds in the database.
+context, result and entity construction) against a few microseconds in the database,
+and a write transaction through a session about 0.75 ms before its first statement.
 A `PreparedQuery` is written with SQLAlchemy Core against the same tables, compiled
-once for the dialect in use, and executed with a single call on a connection checked
-out of the engine's own pool (so pre-ping, pool limits and invalidation are
-SQLAlchemy's). Rows come back as dicts, which the read models validate.
+once for the dialect in use, and executed with a single call on the driver
+connection; rows come back as dicts, which the read models validate. Connections
+come from the engine's own pool (pre-ping, limits and invalidation stay
+SQLAlchemy's), except SQLite's reads, which share a few connections (core.sqlite).
 
-Writes keep using the ORM session: its unit of work and version counters are where
-the correctness of a write lives, and a write costs a transaction anyway.
+Reads and inserts use them. Updates that apply rules to the current row (a PATCH with
+If-Match, a status transition) keep the ORM session and its version counter.
 """
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy import Column, ColumnCollection, Select
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Column, ColumnCollection, Select, Table, UpdateBase
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util.concurrency import await_, greenlet_spawn
+from sqlalchemy.util.concurrency import greenlet_spawn
 from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 Processor = Callable[[Any], Any]
+Statement = Select[Any] | UpdateBase
 # A result row by column name; read models validate it.
 Row = dict[str, Any]
 
@@ -43,13 +48,19 @@ class Fetch(Protocol):
     ) -> Awaitable[Sequence[Sequence[Any]]]: ...
 
 
-class DriverFetch(Protocol):
-    """Runs `sql` on a pooled connection; raises the DBAPI errors of SQLAlchemy's
-    adapter for the driver."""
+class Driver(Protocol):
+    """Prepared statements on a pooled connection of one driver.
 
-    def __call__(
+    Errors are the DBAPI errors of SQLAlchemy's adapter for the driver.
+    """
+
+    async def fetch(
         self, connection: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
-    ) -> Awaitable[Sequence[Sequence[Any]]]: ...
+    ) -> Sequence[Sequence[Any]]: ...
+
+    async def join_transaction(self, connection: PoolProxiedConnection) -> None:
+        """Make sure the transaction SQLAlchemy began on `connection` is open on the
+        driver, so statements sent past SQLAlchemy belong to it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +86,7 @@ class CompiledQuery:
         }
 
 
-def compile_query(statement: Select[Any], dialect: Dialect) -> CompiledQuery:
+def compile_query(statement: Statement, dialect: Dialect) -> CompiledQuery:
     compiled = statement.compile(dialect=dialect)
     binds = compiled.binds
     parameters = tuple(
@@ -84,7 +95,7 @@ def compile_query(statement: Select[Any], dialect: Dialect) -> CompiledQuery:
     )
     columns = tuple(
         (str(column.key), column.type.dialect_impl(dialect).result_processor(dialect, None))
-        for column in statement.selected_columns
+        for column in statement.exported_columns
     )
     # Values written into the statement itself (a literal in a WHERE, SQLite's OFFSET
     # after a bound LIMIT) are bound too; they are the same on every call.
@@ -95,8 +106,8 @@ def compile_query(statement: Select[Any], dialect: Dialect) -> CompiledQuery:
 
 
 class PreparedQuery:
-    """A SELECT with named bind parameters (`bindparam("task_id")`), compiled on first
-    use for each dialect.
+    """A statement with named bind parameters (`bindparam("task_id")`), compiled on
+    first use for each dialect: a SELECT, or an INSERT whose RETURNING gives the row.
 
     Parameters are scalars (no expanding IN lists), so the SQL text never depends on
     the values and can be compiled once.
@@ -104,7 +115,7 @@ class PreparedQuery:
 
     __slots__ = ("_compiled", "statement")
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Statement) -> None:
         self.statement = statement
         self._compiled: dict[str, CompiledQuery] = {}
 
@@ -113,6 +124,33 @@ class PreparedQuery:
         if compiled is None:
             compiled = self._compiled[dialect.name] = compile_query(self.statement, dialect)
         return compiled
+
+
+class PreparedInsert:
+    """An INSERT of one row of a table model, RETURNING the given columns.
+
+    Every column but an autoincrement primary key is a parameter; those the caller
+    leaves out get the table model's default, so defaults (`utcnow`, `version=1`) are
+    declared once, on the model.
+    """
+
+    __slots__ = ("_fields", "query")
+
+    def __init__(self, model: type[SQLModel], *, returning: Sequence[Column[Any]]) -> None:
+        table: Table = model.__table__  # type: ignore[attr-defined]
+        columns = [column for column in table.c if column is not table.autoincrement_column]
+        self._fields = {column.key: model.model_fields[column.key] for column in columns}
+        statement = sa.insert(table).values(
+            {column.key: sa.bindparam(column.key, type_=column.type) for column in columns}
+        )
+        self.query = PreparedQuery(statement.returning(*returning))
+
+    async def one(self, runner: "QueryRunner", **values: Any) -> Row:
+        row = {
+            name: values[name] if name in values else field.get_default(call_default_factory=True)
+            for name, field in self._fields.items()
+        }
+        return await runner.one(self.query, **row)
 
 
 class QueryRunner:
@@ -138,6 +176,10 @@ class QueryRunner:
         rows = await self.all(query, **values)
         return rows[0] if rows else None
 
+    async def one(self, query: PreparedQuery, **values: Any) -> Row:
+        (row,) = await self.all(query, **values)
+        return row
+
     async def close(self) -> None:
         if self._close is not None:
             await self._close()
@@ -146,27 +188,52 @@ class QueryRunner:
 class PooledFetch:
     """A `Fetch` that checks a connection out of an engine's pool for each statement."""
 
-    def __init__(self, engine: AsyncEngine, fetch: DriverFetch) -> None:
+    def __init__(self, engine: AsyncEngine, driver: Driver) -> None:
         self._engine = engine.sync_engine
         self._dialect = engine.dialect
-        self._fetch = fetch
+        self._driver = driver
 
     async def __call__(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
-        return await greenlet_spawn(self._run, sql, arguments)
-
-    def _run(self, sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
-        # Runs in a greenlet, like all of SQLAlchemy's async work: checkout (with its
-        # pre-ping and overflow rules) and check-in are the pool's own, synchronous code.
+        connection = await checkout(self._engine)
         try:
-            connection = self._engine.raw_connection()
-        except Exception as error:
-            raise driver_error(error, self._dialect, sql, arguments) from error
-        try:
-            return await_(self._fetch(connection, sql, arguments))
+            return await self._driver.fetch(connection, sql, arguments)
         except Exception as error:
             raise driver_error(error, self._dialect, sql, arguments, connection) from error
         finally:
-            connection.close()
+            await checkin(connection)
+
+
+async def in_session(session: AsyncSession, driver: Driver) -> QueryRunner:
+    """Prepared statements in `session`'s transaction, on the connection it holds.
+
+    They see what the session flushed, and commit or roll back with it.
+    """
+    connection = await session.connection()
+    pooled = await connection.get_raw_connection()
+    dialect = connection.dialect
+    await driver.join_transaction(pooled)
+
+    async def fetch(sql: str, arguments: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        try:
+            return await driver.fetch(pooled, sql, arguments)
+        except Exception as error:
+            raise driver_error(error, dialect, sql, arguments, pooled) from error
+
+    return QueryRunner(dialect, fetch)
+
+
+async def checkout(engine: Engine) -> PoolProxiedConnection:
+    """A connection from `engine`'s pool; failures to connect as SQLAlchemy reports them."""
+    try:
+        # The pool's checkout (pre-ping, overflow, waiting) is SQLAlchemy's synchronous
+        # code for asyncio, which runs in a greenlet.
+        return await greenlet_spawn(engine.raw_connection)
+    except Exception as error:
+        raise driver_error(error, engine.dialect, "", ()) from error
+
+
+async def checkin(connection: PoolProxiedConnection) -> None:
+    await greenlet_spawn(connection.close)
 
 
 def driver_error(

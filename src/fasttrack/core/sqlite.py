@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import await_
 
 from fasttrack.core.prepared import driver_error
@@ -37,6 +38,9 @@ PRAGMAS: Final = (
     "PRAGMA busy_timeout=5000",
 )
 READ_PRAGMAS: Final = ("PRAGMA busy_timeout=5000", "PRAGMA query_only=ON")
+# Writers take the write lock when they begin: a transaction that reads before it
+# writes can never fail on a snapshot another writer made stale.
+BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
 
 
 def _run(
@@ -163,6 +167,35 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
         connection._thread.daemon = True
         driver: Any = await_(connection)
         return OneTripConnection(self, driver)
+
+
+class SQLiteDriver:
+    """Prepared statements on a pooled OneTripConnection (core.prepared.Driver)."""
+
+    async def fetch(
+        self, connection: PoolProxiedConnection, sql: str, arguments: tuple[Any, ...]
+    ) -> list[Any]:
+        adapt_connection = _adapted(connection)
+        driver: aiosqlite.Connection = adapt_connection._connection  # type: ignore[assignment]
+        submit: Callable[..., Awaitable[_Result]] = driver._execute
+        begin = adapt_connection.take_pending_begin()
+        try:
+            _, _, _, rows = await submit(
+                _run, driver._conn, sql, arguments, many=False, begin=begin
+            )
+        except Exception as error:
+            adapt_connection._handle_exception(error)
+        return rows
+
+    async def join_transaction(self, connection: PoolProxiedConnection) -> None:
+        # A write session's BEGIN IMMEDIATE is pending on the connection and travels
+        # with the next statement, whoever sends it; read sessions run in autocommit.
+        return None
+
+
+def _adapted(connection: PoolProxiedConnection) -> OneTripConnection:
+    adapt_connection: OneTripConnection = connection.dbapi_connection  # type: ignore[assignment]
+    return adapt_connection
 
 
 class ReadConnections:

@@ -11,7 +11,7 @@ from typing import Any, Final, Protocol
 from starlette.websockets import WebSocket
 
 from fasttrack.notifications.broker import Broker, Event
-from fasttrack.notifications.models import Notification
+from fasttrack.notifications.models import StoredNotification
 
 logger = logging.getLogger("fasttrack.hub")
 
@@ -50,7 +50,7 @@ class NullObserver:
         return None
 
 
-def notification_message(notification: Notification) -> dict[str, Any]:
+def notification_message(notification: StoredNotification) -> dict[str, Any]:
     return {
         "type": notification.type,
         "id": notification.id,
@@ -135,7 +135,7 @@ class Hub:
             for connection in list(connections):
                 connection.close(code, reason)
 
-    async def publish(self, notifications: Iterable[Notification]) -> None:
+    async def publish(self, notifications: Iterable[StoredNotification]) -> None:
         """Push stored (committed) notifications to their recipients' open sockets."""
         messages = [
             {"user_id": notification.user_id, "message": notification_message(notification)}

@@ -33,3 +33,9 @@ class NotificationRead(SQLModel):
     data: dict[str, Any]
     created_at: datetime
     read_at: datetime | None
+
+
+class StoredNotification(NotificationRead):
+    """A notification in one recipient's inbox, as pushed to their sockets."""
+
+    user_id: int

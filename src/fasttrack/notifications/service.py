@@ -9,13 +9,29 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.db import utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import QueryRunner, Row, columns_of
+from fasttrack.core.prepared import PreparedInsert, PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.notifications.exceptions import NotificationNotFound
-from fasttrack.notifications.models import Notification, NotificationRead, NotificationType
+from fasttrack.notifications.models import (
+    Notification,
+    NotificationRead,
+    NotificationType,
+    StoredNotification,
+)
 from fasttrack.users.models import UserRead
 
 REPLAY_BATCH: Final = 100
 
+_STORED: Final = columns_of(Notification, StoredNotification)
+_INSERT: Final = PreparedInsert(Notification, returning=_STORED)
+_MISSED: Final = PreparedQuery(
+    sa.select(*_STORED)
+    .where(
+        col(Notification.user_id) == sa.bindparam("user_id"),
+        col(Notification.id) > sa.bindparam("since"),
+    )
+    .order_by(col(Notification.id))
+    .limit(sa.bindparam("limit", type_=sa.Integer))
+)
 _INBOX: Final = KeysetList(
     sa.select(*columns_of(Notification, NotificationRead)).where(
         col(Notification.user_id) == sa.bindparam("user_id")
@@ -30,30 +46,30 @@ def _actor(user: UserRead) -> dict[str, Any]:
     return {"id": user.id, "display_name": user.display_name}
 
 
-def notify(
-    session: AsyncSession,
+async def notify(
+    runner: QueryRunner,
     recipients: Iterable[int | None],
     kind: NotificationType,
     data: dict[str, Any],
     *,
     actor: UserRead,
-) -> list[Notification]:
-    """Add one inbox row per recipient to the caller's transaction.
+) -> list[StoredNotification]:
+    """Store one inbox row per recipient with the statements of the caller's transaction.
 
     The person who caused the event is never told about it, and nobody is told twice.
     The caller commits; pushing to live connections happens after that commit.
     """
-    notifications = [
-        Notification(user_id=user_id, type=kind.value, data=data)
+    return [
+        StoredNotification.model_validate(
+            await _INSERT.one(runner, user_id=user_id, type=kind.value, data=data)
+        )
         for user_id in dict.fromkeys(recipients)
         if user_id is not None and user_id != actor.id
     ]
-    session.add_all(notifications)
-    return notifications
 
 
-def task_assigned(
-    session: AsyncSession,
+async def task_assigned(
+    runner: QueryRunner,
     *,
     task_id: int | None,
     task_title: str,
@@ -61,7 +77,7 @@ def task_assigned(
     project_name: str,
     assignee_id: int,
     actor: UserRead,
-) -> list[Notification]:
+) -> list[StoredNotification]:
     data = {
         "task_id": task_id,
         "task_title": task_title,
@@ -69,11 +85,11 @@ def task_assigned(
         "project_name": project_name,
         "assigned_by": _actor(actor),
     }
-    return notify(session, [assignee_id], NotificationType.task_assigned, data, actor=actor)
+    return await notify(runner, [assignee_id], NotificationType.task_assigned, data, actor=actor)
 
 
-def status_changed(
-    session: AsyncSession,
+async def status_changed(
+    runner: QueryRunner,
     *,
     task_id: int | None,
     task_title: str,
@@ -81,7 +97,7 @@ def status_changed(
     new: str,
     recipients: Iterable[int | None],
     actor: UserRead,
-) -> list[Notification]:
+) -> list[StoredNotification]:
     data = {
         "task_id": task_id,
         "task_title": task_title,
@@ -89,24 +105,24 @@ def status_changed(
         "new": new,
         "changed_by": _actor(actor),
     }
-    return notify(session, recipients, NotificationType.status_changed, data, actor=actor)
+    return await notify(runner, recipients, NotificationType.status_changed, data, actor=actor)
 
 
-def comment_added(
-    session: AsyncSession,
+async def comment_added(
+    runner: QueryRunner,
     *,
     task_id: int | None,
     comment_id: int | None,
     recipients: Iterable[int | None],
     actor: UserRead,
-) -> list[Notification]:
+) -> list[StoredNotification]:
     data = {
         "task_id": task_id,
         "comment_id": comment_id,
         "author_id": actor.id,
         "author_name": actor.display_name,
     }
-    return notify(session, recipients, NotificationType.comment_added, data, actor=actor)
+    return await notify(runner, recipients, NotificationType.comment_added, data, actor=actor)
 
 
 async def list_notifications(
@@ -142,13 +158,8 @@ async def mark_all_read(session: AsyncSession, user: UserRead) -> None:
 
 
 async def missed_since(
-    session: AsyncSession, user_id: int, since: int, *, limit: int = REPLAY_BATCH
-) -> list[Notification]:
+    reads: QueryRunner, user_id: int, since: int, *, limit: int = REPLAY_BATCH
+) -> list[StoredNotification]:
     """The user's notifications with an id above `since`, oldest first, one batch."""
-    statement = (
-        select(Notification)
-        .where(Notification.user_id == user_id, col(Notification.id) > since)
-        .order_by(col(Notification.id))
-        .limit(limit)
-    )
-    return list((await session.exec(statement)).all())
+    rows = await reads.all(_MISSED, user_id=user_id, since=since, limit=limit)
+    return [StoredNotification.model_validate(row) for row in rows]

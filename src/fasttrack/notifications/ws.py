@@ -91,14 +91,12 @@ class Session:
     async def _replay(self, since: int) -> None:
         after = since
         while True:
-            async with self.database.sessionmaker() as session:
-                batch = await notification_service.missed_since(
-                    session, self.connection.user_id, after
-                )
+            batch = await notification_service.missed_since(
+                self.database.reads, self.connection.user_id, after
+            )
             for notification in batch:
                 await self.connection.websocket.send_json(notification_message(notification))
                 self.hub.delivered()
-                assert notification.id is not None
                 self.replayed.add(notification.id)
                 after = notification.id
             if len(batch) < notification_service.REPLAY_BATCH:

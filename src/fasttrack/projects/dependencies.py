@@ -3,14 +3,12 @@
 from typing import Annotated
 
 from fastapi import Depends
-from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.db import IdPath, ReadsDep
 from fasttrack.projects import service as project_service
 from fasttrack.projects.exceptions import ProjectNotFound
 from fasttrack.projects.models import ProjectRead
-from fasttrack.projects.service import TaskCountRefresher
 
 
 async def get_visible_project(
@@ -25,11 +23,3 @@ async def get_visible_project(
 
 
 VisibleProject = Annotated[ProjectRead, Depends(get_visible_project)]
-
-
-async def get_task_count_refresher(connection: HTTPConnection) -> TaskCountRefresher:
-    refresher: TaskCountRefresher = connection.app.state.task_counts
-    return refresher
-
-
-TaskCountsDep = Annotated[TaskCountRefresher, Depends(get_task_count_refresher)]

@@ -9,6 +9,7 @@ from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.prepared import Row
+from fasttrack.core.routing import url_for
 from fasttrack.core.versioning import IfMatchDep, etag
 from fasttrack.projects import service as project_service
 from fasttrack.projects.dependencies import VisibleProject
@@ -42,7 +43,8 @@ async def create_project(
 ) -> Project:
     """Create a project owned by the caller."""
     project = await project_service.create(session, body, owner=user)
-    response.headers["Location"] = str(request.url_for("get_project", project_id=project.id))
+    assert project.id is not None
+    response.headers["Location"] = url_for(request, "get_project", project_id=project.id)
     response.headers["ETag"] = etag(project.version)
     return project
 

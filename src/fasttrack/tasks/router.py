@@ -1,22 +1,26 @@
 """Tasks (SPEC §5 Tasks)."""
 
-from fastapi import APIRouter, Request, Response, status
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
+from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.background import BackgroundJobs, BackgroundJobsDep
+from fasttrack.core.background import BackgroundJobs
 from fasttrack.core.db import ReadsDep, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.prepared import Row
+from fasttrack.core.routing import url_for
 from fasttrack.core.versioning import IfMatchDep, etag
-from fasttrack.notifications.dependencies import EmailSenderDep, HubDep
 from fasttrack.notifications.email import EmailSender, assignment_email
 from fasttrack.notifications.hub import Hub
-from fasttrack.projects.dependencies import TaskCountsDep, VisibleProject
+from fasttrack.projects.dependencies import VisibleProject
 from fasttrack.projects.service import TaskCountRefresher
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.dependencies import ManagedTask, TaskFiltersDep, VisibleTask
-from fasttrack.tasks.models import Task, TaskCreate, TaskRead, TaskUpdate, TaskView
+from fasttrack.tasks.models import TaskCreate, TaskRead, TaskUpdate, TaskView
 from fasttrack.tasks.service import TaskChange
 from fasttrack.users.models import UserRead
 
@@ -27,30 +31,47 @@ ETAG_HEADER = {
 }
 
 
-async def _after_commit(
-    change: TaskChange,
-    *,
-    actor: UserRead,
-    hub: Hub,
-    jobs: BackgroundJobs,
-    task_counts: TaskCountRefresher,
-    email_sender: EmailSender,
-) -> None:
-    """The work that follows a committed task change: push the notifications, then
-    schedule the task counts refresh and the assignment e-mail."""
-    await hub.publish(change.notifications)
-    task = change.task
-    if change.moves_counts:
-        jobs.add("refresh-task-counts", task_counts.refresh, task.project_id)
-    if change.new_assignee is not None:
-        message = assignment_email(
-            to=change.new_assignee.email,
-            assignee_name=change.new_assignee.display_name,
-            task_title=task.title,
-            project_name=change.project_name,
-            assigned_by=actor.display_name,
-        )
-        jobs.add("assignment-email", email_sender.send, message)
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """The work that follows a committed task change: push its notifications, then
+    schedule the task counts refresh and the assignment e-mail in the background."""
+
+    hub: Hub
+    jobs: BackgroundJobs
+    task_counts: TaskCountRefresher
+    email_sender: EmailSender
+
+    async def __call__(self, change: TaskChange, *, actor: UserRead) -> None:
+        await self.hub.publish(change.notifications)
+        task = change.task
+        if change.moves_counts:
+            self.recount(task.project_id)
+        if change.new_assignee is not None:
+            message = assignment_email(
+                to=change.new_assignee.email,
+                assignee_name=change.new_assignee.display_name,
+                task_title=task.title,
+                project_name=change.project_name,
+                assigned_by=actor.display_name,
+            )
+            self.jobs.add("assignment-email", self.email_sender.send, message)
+
+    def recount(self, project_id: int) -> None:
+        self.jobs.add("refresh-task-counts", self.task_counts.refresh, project_id)
+
+
+async def get_follow_up(connection: HTTPConnection, tasks: BackgroundTasks) -> FollowUp:
+    # One dependency rather than four: each costs FastAPI a resolution per request.
+    state = connection.app.state
+    return FollowUp(
+        hub=state.hub,
+        jobs=BackgroundJobs(tasks),
+        task_counts=state.task_counts,
+        email_sender=state.email_sender,
+    )
+
+
+FollowUpDep = Annotated[FollowUp, Depends(get_follow_up)]
 
 
 @router.post(
@@ -64,20 +85,15 @@ async def create_task(
     body: TaskCreate,
     user: CurrentUser,
     session: SessionDep,
-    hub: HubDep,
-    jobs: BackgroundJobsDep,
-    task_counts: TaskCountsDep,
-    email_sender: EmailSenderDep,
+    follow_up: FollowUpDep,
     request: Request,
     response: Response,
-) -> Task:
+) -> TaskView:
     """Create a task in a project (owner or admin). `assignee_id` must be an existing,
     active user (422 otherwise); the assignee is notified (`task_assigned`) and e-mailed."""
     change = await task_service.create(session, project, body, actor=user)
-    await _after_commit(
-        change, actor=user, hub=hub, jobs=jobs, task_counts=task_counts, email_sender=email_sender
-    )
-    response.headers["Location"] = str(request.url_for("get_task", task_id=change.task.id))
+    await follow_up(change, actor=user)
+    response.headers["Location"] = url_for(request, "get_task", task_id=change.task.id)
     response.headers["ETag"] = etag(change.task.version)
     return change.task
 
@@ -130,21 +146,16 @@ async def update_task(
     if_match: IfMatchDep,
     user: CurrentUser,
     session: SessionDep,
-    hub: HubDep,
-    jobs: BackgroundJobsDep,
-    task_counts: TaskCountsDep,
-    email_sender: EmailSenderDep,
+    follow_up: FollowUpDep,
     response: Response,
-) -> Task:
+) -> TaskView:
     """Change a task. The owner and admins may change any field; the assignee only
     `status` (403 otherwise). Status moves: todo ↔ in_progress ↔ done (409
     `invalid_transition` otherwise, nothing changed). With `If-Match`, applies only if the
     task still has that ETag (412 `precondition_failed`). A new assignee is notified and
     e-mailed; a status change notifies the project owner and the assignee."""
     change = await task_service.update(session, task, changes, actor=user, if_match=if_match)
-    await _after_commit(
-        change, actor=user, hub=hub, jobs=jobs, task_counts=task_counts, email_sender=email_sender
-    )
+    await follow_up(change, actor=user)
     response.headers["ETag"] = etag(change.task.version)
     return change.task
 
@@ -154,9 +165,7 @@ async def update_task(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 422),
 )
-async def delete_task(
-    task: ManagedTask, session: SessionDep, jobs: BackgroundJobsDep, task_counts: TaskCountsDep
-) -> None:
+async def delete_task(task: ManagedTask, session: SessionDep, follow_up: FollowUpDep) -> None:
     """Delete a task and its comments (owner or admin; the assignee gets 403)."""
     await task_service.delete(session, task.id)
-    jobs.add("refresh-task-counts", task_counts.refresh, task.project_id)
+    follow_up.recount(task.project_id)

@@ -9,13 +9,13 @@ from sqlalchemy.orm import QueryableAttribute, joinedload
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.db import utcnow
+from fasttrack.core.db import statements, utcnow
 from fasttrack.core.errors import Forbidden
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
+from fasttrack.core.prepared import PreparedInsert, PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.notifications import service as notification_service
-from fasttrack.notifications.models import Notification
+from fasttrack.notifications.models import StoredNotification
 from fasttrack.projects.exceptions import ProjectNotFound
 from fasttrack.projects.models import Project, ProjectRead
 from fasttrack.tasks.exceptions import InvalidAssignee, InvalidTransition, TaskNotFound
@@ -29,7 +29,7 @@ from fasttrack.tasks.models import (
     TaskView,
 )
 from fasttrack.users import service as user_service
-from fasttrack.users.models import Role, User, UserRead
+from fasttrack.users.models import Role, UserRead
 
 ALLOWED_MOVES: Final = frozenset(
     {
@@ -56,6 +56,7 @@ _VISIBLE: Final = PreparedQuery(
     .join(Project, col(Project.id) == Task.project_id)
     .where(col(Task.id) == sa.bindparam("task_id"), VISIBLE_TO_VIEWER)
 )
+_INSERT: Final = PreparedInsert(Task, returning=columns_of(Task, TaskView))
 _TASKS: Final = sa.select(*columns_of(Task, TaskRead))
 _FILTERS: Final = {
     "status": col(Task.status),
@@ -87,13 +88,13 @@ class TaskFilters:
 class TaskChange:
     """What a create or update did, for the work that follows the commit."""
 
-    task: Task
+    task: TaskView
     project_name: str
     changed: frozenset[str]
     previous: dict[str, Any] = field(default_factory=dict)
-    new_assignee: User | None = None
+    new_assignee: UserRead | None = None
     created: bool = False
-    notifications: list[Notification] = field(default_factory=list)
+    notifications: list[StoredNotification] = field(default_factory=list)
 
     @property
     def moves_counts(self) -> bool:
@@ -121,10 +122,10 @@ async def list_assigned_tasks(
     return await _ASSIGNED_TASKS.page(reads, params, user_id=user_id, **asdict(filters))
 
 
-async def _assignable_user(session: AsyncSession, user_id: int | None) -> User | None:
+async def _assignable_user(runner: QueryRunner, user_id: int | None) -> UserRead | None:
     if user_id is None:
         return None
-    user = await session.get(User, user_id)
+    user = await user_service.get(runner, user_id)
     if user is None or not user.is_active:
         raise InvalidAssignee()
     return user
@@ -133,23 +134,20 @@ async def _assignable_user(session: AsyncSession, user_id: int | None) -> User |
 async def create(
     session: AsyncSession, project: ProjectRead, body: TaskCreate, *, actor: UserRead
 ) -> TaskChange:
-    assignee = await _assignable_user(session, body.assignee_id)
-    task = Task.model_validate(
-        body,
-        update={
-            "project_id": project.id,
-            "completed_at": utcnow() if body.status is TaskStatus.done else None,
-        },
-    )
-    session.add(task)
+    run = await statements(session)
+    assignee = await _assignable_user(run, body.assignee_id)
+    completed_at = utcnow() if body.status is TaskStatus.done else None
     try:
-        await session.flush()
+        row = await _INSERT.one(
+            run, **body.model_dump(), project_id=project.id, completed_at=completed_at
+        )
     except IntegrityError:
         # The project was deleted after this request loaded it; the foreign key refuses
         # the orphan. (Users are never deleted, only deactivated, so it is not the assignee.)
         await session.rollback()
         raise ProjectNotFound() from None
-    notifications = _notify_assignment(session, task, project.name, assignee, actor=actor)
+    task = TaskView.model_validate({**row, "project_owner_id": project.owner_id})
+    notifications = await _notify_assignment(run, task, project.name, assignee, actor=actor)
     await session.commit()
     return TaskChange(
         task=task,
@@ -161,14 +159,18 @@ async def create(
     )
 
 
-def _notify_assignment(
-    session: AsyncSession, task: Task, project_name: str, assignee: User | None, *, actor: UserRead
-) -> list[Notification]:
+async def _notify_assignment(
+    runner: QueryRunner,
+    task: TaskRead,
+    project_name: str,
+    assignee: UserRead | None,
+    *,
+    actor: UserRead,
+) -> list[StoredNotification]:
     if assignee is None:
         return []
-    assert assignee.id is not None
-    return notification_service.task_assigned(
-        session,
+    return await notification_service.task_assigned(
+        runner,
         task_id=task.id,
         task_title=task.title,
         project_id=task.project_id,
@@ -198,13 +200,14 @@ async def update(
     outcome: dict[str, Any] = {}
 
     async def apply(row: Task) -> None:
+        run = await statements(session)
         changed = {name: value for name, value in requested.items() if getattr(row, name) != value}
         previous = {name: getattr(row, name) for name in changed}
         new_status = changed.get("status")
         if new_status is not None and (row.status, new_status) not in ALLOWED_MOVES:
             raise InvalidTransition(f"A task cannot move from {row.status} to {new_status}")
         assignee = (
-            await _assignable_user(session, changed["assignee_id"])
+            await _assignable_user(run, changed["assignee_id"])
             if "assignee_id" in changed
             else None
         )
@@ -215,10 +218,12 @@ async def update(
             row.updated_at = utcnow()
             session.add(row)
         # Written in the same transaction as the change: both commit, or neither.
-        notifications = _notify_assignment(session, row, row.project.name, assignee, actor=actor)
+        notifications = await _notify_assignment(
+            run, TaskRead.model_validate(row), row.project.name, assignee, actor=actor
+        )
         if new_status is not None:
-            notifications += notification_service.status_changed(
-                session,
+            notifications += await notification_service.status_changed(
+                run,
                 task_id=row.id,
                 task_title=row.title,
                 old=previous["status"],
@@ -238,7 +243,8 @@ async def update(
     row = await save_versioned(
         session, Task, task.id, if_match, apply, missing=TaskNotFound, load=load
     )
-    return TaskChange(task=row, **outcome)
+    view = TaskView.model_validate({**row.model_dump(), "project_owner_id": row.project.owner_id})
+    return TaskChange(task=view, **outcome)
 
 
 async def delete(session: AsyncSession, task_id: int) -> None:
