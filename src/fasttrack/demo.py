@@ -10,7 +10,7 @@ from fasttrack.core.security import PasswordHasher
 from fasttrack.projects import service as project_service
 from fasttrack.projects.models import ProjectCreate, ProjectRead
 from fasttrack.tasks import service as task_service
-from fasttrack.tasks.models import Priority, TaskCreate, TaskStatus, TaskUpdate, TaskView
+from fasttrack.tasks.models import Priority, TaskCreate, TaskStatus, TaskUpdate
 from fasttrack.users import service as user_service
 from fasttrack.users.models import Role, User, UserCreate, UserRead
 
@@ -64,17 +64,14 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
         await project_service.create(
             session, ProjectCreate(name="Team offsite", description=None), owner=owner
         )
+        project = ProjectRead.model_validate(launch, from_attributes=True)
         for title, priority, assignee, status in DEMO_TASKS:
             task_body = TaskCreate(
                 title=title,
                 priority=priority,
                 assignee_id=None if assignee is None else users[assignee].id,
             )
-            project = ProjectRead.model_validate(launch, from_attributes=True)
-            change = await task_service.create(session, project, task_body, actor=owner)
-            task = TaskView.model_validate(
-                change.task, update={"project_owner_id": owner.id}, from_attributes=True
-            )
+            task = (await task_service.create(session, project, task_body, actor=owner)).task
             for step in PATH_TO[status]:
                 await task_service.update(
                     session, task, TaskUpdate(status=step), actor=owner, if_match=None

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
@@ -31,7 +31,7 @@ class CommentCreate(SQLModel):
     body: CommentBody
 
 
-class CommentRead(SQLModel):
+class CommentRead(BaseModel):
     id: int
     task_id: int
     author_id: int

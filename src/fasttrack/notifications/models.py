@@ -4,6 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import JSON, Index
 from sqlmodel import Field, SQLModel
 
@@ -27,7 +28,7 @@ class Notification(SQLModel, table=True):
     read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class NotificationRead(SQLModel):
+class NotificationRead(BaseModel):
     id: int
     type: NotificationType
     data: dict[str, Any]

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import StringConstraints, computed_field
+from pydantic import BaseModel, StringConstraints, computed_field
 from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
@@ -65,14 +65,14 @@ class ProjectUpdate(SQLModel):
     status: ProjectStatus = Field(default=None)
 
 
-class TaskCounts(SQLModel):
+class TaskCounts(BaseModel):
     todo: int
     in_progress: int
     done: int
     total: int
 
 
-class ProjectRead(SQLModel):
+class ProjectRead(BaseModel):
     id: int
     name: str
     description: str | None

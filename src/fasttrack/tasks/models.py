@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import BaseModel, StringConstraints
 from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
@@ -81,7 +81,7 @@ class TaskUpdate(SQLModel):
     assignee_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
-class TaskRead(SQLModel):
+class TaskRead(BaseModel):
     id: int
     project_id: int
     title: str

@@ -161,7 +161,7 @@ async def create(
 
 async def _notify_assignment(
     runner: QueryRunner,
-    task: TaskRead,
+    task: Task | TaskRead,
     project_name: str,
     assignee: UserRead | None,
     *,
@@ -218,9 +218,7 @@ async def update(
             row.updated_at = utcnow()
             session.add(row)
         # Written in the same transaction as the change: both commit, or neither.
-        notifications = await _notify_assignment(
-            run, TaskRead.model_validate(row), row.project.name, assignee, actor=actor
-        )
+        notifications = await _notify_assignment(run, row, row.project.name, assignee, actor=actor)
         if new_status is not None:
             notifications += await notification_service.status_changed(
                 run,

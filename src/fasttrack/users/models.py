@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final, Self
 
-from pydantic import AfterValidator, EmailStr, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
 from fasttrack.core.db import NO_NUL, UTCDateTime, enum_type, utcnow
@@ -80,7 +80,7 @@ class UserCreate(SQLModel):
     )
 
 
-class UserRead(SQLModel):
+class UserRead(BaseModel):
     id: int
     email: str
     display_name: str
