@@ -19,6 +19,7 @@ from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
+MAX_CURSOR_LENGTH: Final = 200
 _MAC_BYTES: Final = 12
 
 T = TypeVar("T")
@@ -83,12 +84,12 @@ async def get_cursor_params(
     ] = DEFAULT_LIMIT,
     cursor: Annotated[
         str | None,
-        Query(
-            max_length=200,
-            description="`next_cursor` of the previous page; omit for the first page.",
-        ),
+        Query(description="`next_cursor` of the previous page; omit for the first page."),
     ] = None,
 ) -> CursorParams:
+    # A cursor we issued is far shorter; a longer one is malformed like any other.
+    if cursor is not None and len(cursor) > MAX_CURSOR_LENGTH:
+        raise InvalidCursor()
     return CursorParams(limit=limit, cursor=cursor, codec=connection.app.state.cursor_codec)
 
 
@@ -135,7 +136,6 @@ class KeysetList:
         self._descending = descending
         self._filters = dict(filters or {})
         self._queries: dict[tuple[frozenset[str], bool], PreparedQuery] = {}
-        # The cursor is only valid for the list it came from (see CursorCodec).
         table = attribute.class_.__tablename__
         self.scope = f"{table}.{attribute.key}:{'desc' if descending else 'asc'}"
 
@@ -166,13 +166,13 @@ class KeysetList:
             for name, value in values.items()
             if name not in self._filters or name in present
         }
+        # A cursor belongs to one list: this table and order, this parent, these filters.
+        scope = "&".join([self.scope, *(f"{name}={arguments[name]}" for name in sorted(arguments))])
         if params.cursor is not None:
-            arguments["after"] = params.codec.decode(self.scope, params.cursor)
+            arguments["after"] = params.codec.decode(scope, params.cursor)
         query = self._query(present, after=params.cursor is not None)
         rows = await reads.all(query, **arguments, limit=params.limit + 1)
         has_more = len(rows) > params.limit
         items = rows[: params.limit]
-        next_cursor = (
-            params.codec.encode(self.scope, items[-1][self._key_name]) if has_more else None
-        )
+        next_cursor = params.codec.encode(scope, items[-1][self._key_name]) if has_more else None
         return PageResult(items=items, next_cursor=next_cursor, has_more=has_more)
