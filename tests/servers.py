@@ -56,9 +56,9 @@ def server_process(
     argv: Sequence[str], *, port: int, env: dict[str, str]
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`server`, also yielding the process (to signal it while it runs)."""
-    log = (ROOT / ".pytest_cache").resolve()
-    log.mkdir(exist_ok=True)
-    with (log / f"server-{port}.log").open("wb") as output:
+    log = _log_path(port)
+    log.parent.mkdir(exist_ok=True)
+    with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603  (the test's own command line)
             argv, env={**os.environ, **env}, stdout=output, stderr=output, start_new_session=True
         )
@@ -75,3 +75,12 @@ def server_process(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _log_path(port: int) -> Path:
+    return (ROOT / ".pytest_cache" / f"server-{port}.log").resolve()
+
+
+def server_log(port: int) -> str:
+    """What the server last started on `port` wrote to stdout and stderr."""
+    return _log_path(port).read_text(errors="replace")

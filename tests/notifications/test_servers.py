@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.factories import DEFAULT_PASSWORD
 from tests.notifications.sockets import TIMEOUT
-from tests.servers import free_port, server, server_process
+from tests.servers import free_port, server, server_log, server_process
 
 DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -97,6 +97,25 @@ async def test_a_frame_over_4_kib_closes_with_1009_behind_uvicorn(tmp_path: Path
             await _ready(ws)
             await ws.send('{"type": "ping", "pad": "' + "x" * 4096 + '"}')
             assert await _close_code(ws) == 1009
+
+
+async def test_the_access_token_of_a_socket_never_reaches_the_log(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**ENV, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/log.db", "LOG_LEVEL": "INFO"}
+    with server_process([FASTTRACK, "serve", "--port", str(port)], port=port, env=env) as (
+        base_url,
+        process,
+    ):
+        _, token = await _account(base_url, "logged@example.com")
+        async with connect(_ws_url(base_url, token) + "&since=0") as ws:
+            await _ready(ws)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
+
+    log = server_log(port)
+    # Uvicorn logs each handshake with its path and query string.
+    assert "/ws?token=[redacted]&since=0" in log
+    assert token not in log
 
 
 @pytest.mark.skipif(
