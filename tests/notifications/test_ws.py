@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from httpx_ws import WebSocketDisconnect
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.exc import OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.auth import service as auth_service
@@ -446,6 +447,53 @@ async def test_a_revocation_the_socket_was_not_told_about_closes_it_within_a_hea
         )
         await session.commit()
         assert await close_code(ws, within=1) == (4003, [])
+
+
+# --- Database outage --------------------------------------------------------------------
+
+
+def _database_down(*args: Any, **kwargs: Any) -> Any:
+    raise OperationalError("SELECT", {}, ConnectionRefusedError("the database is down"))
+
+
+async def test_a_socket_opened_while_the_database_is_down_closes_with_1013(
+    app: FastAPI, client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = await _token(client, await make_user(session))
+    monkeypatch.setattr(auth_service, "load_principal", _database_down)
+
+    async with ws_client(app) as http, open_socket(http, token, ready=False) as ws:
+        assert await close_code(ws) == (1013, [])
+
+
+async def test_a_replay_the_database_cannot_answer_closes_with_1013(
+    app: FastAPI, client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await make_user(session)
+    token = await _token(client, user)
+    monkeypatch.setattr(notification_service, "missed_since", _database_down)
+
+    async with ws_client(app) as http, open_socket(http, token, since=0, ready=False) as ws:
+        assert await close_code(ws) == (1013, [])
+    await wait_until(lambda: not app.state.hub.connections_of(user.id))
+
+
+async def test_a_heartbeat_that_cannot_reach_the_database_keeps_the_socket(
+    fast_app: FastAPI,
+    client: AsyncClient,
+    session: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = await _token(client, await make_user(session))
+    async with ws_client(fast_app) as http, open_socket(http, token) as ws:
+        monkeypatch.setattr(auth_service, "load_principal", _database_down)
+        # Several heartbeats pass, each answered, none of them able to check the session.
+        for _ in range(3):
+            assert await receive(ws) == {"type": "ping"}
+            await ws.send_json({"type": "pong"})
+        await assert_nothing_pending(ws)
+    assert "the heartbeat could not check the session" in caplog.text
 
 
 # --- Connection manager and metrics ----------------------------------------------------

@@ -14,7 +14,7 @@ from fasttrack.auth.service import Principal
 from fasttrack.auth.tokens import Claims, TokenService, TokenType
 from fasttrack.core.config import Settings
 from fasttrack.core.db import MAX_ID, Database, utcnow
-from fasttrack.core.errors import Unauthorized
+from fasttrack.core.errors import Unauthorized, is_database_unavailable
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.hub import CloseCode, Connection, Hub, notification_message
 
@@ -27,6 +27,7 @@ MAX_FRAME_BYTES: Final = 4096
 # parameter check would close the handshake with 1008, echoing the token in the reason,
 # where SPEC §7 wants every bad token accepted and closed with 4001.
 MAX_TOKEN_LENGTH: Final = 4096
+DATABASE_UNAVAILABLE: Final = "The database is unavailable; reconnect later"
 PING: Final = {"type": "ping"}
 PONG: Final = {"type": "pong"}
 
@@ -76,6 +77,11 @@ class Session:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         except WebSocketDisconnect:
             pass
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            logger.warning("replaying the inbox failed: %s", exc)
+            self.connection.close(CloseCode.TRY_AGAIN_LATER, DATABASE_UNAVAILABLE)
         finally:
             for task in tasks:
                 task.cancel()
@@ -172,6 +178,12 @@ class Session:
             await auth_service.load_principal(self.database.reads, self.claims)
         except Unauthorized:
             return False
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            # Nothing can be revoked while the database is down, and revocations are also
+            # pushed: the socket stays, and the next heartbeat checks again.
+            logger.warning("the heartbeat could not check the session: %s", exc)
         return True
 
 
@@ -198,7 +210,14 @@ async def notifications_socket(
     `?since=<last id seen>` to first receive, in order, what was stored meanwhile."""
     state = websocket.app.state
     await websocket.accept()
-    principal = await authenticate(token, tokens=state.tokens, database=state.database)
+    try:
+        principal = await authenticate(token, tokens=state.tokens, database=state.database)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        logger.warning("authenticating a socket failed: %s", exc)
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, DATABASE_UNAVAILABLE)
+        return
     if principal is None:
         await websocket.close(CloseCode.INVALID_TOKEN, "Invalid, expired or revoked token")
         return
