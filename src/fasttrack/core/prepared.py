@@ -21,17 +21,19 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy import Column, ColumnCollection, Select, Table, UpdateBase
+from sqlalchemy import Column, ColumnCollection, ColumnElement, ReturnsRows, Table
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util.concurrency import greenlet_spawn
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 Processor = Callable[[Any], Any]
-Statement = Select[Any] | UpdateBase
+# A SELECT, or an INSERT/UPDATE/DELETE ... RETURNING.
+Statement = ReturnsRows
 # A result row by column name; read models validate it.
 Row = dict[str, Any]
 
@@ -136,7 +138,9 @@ class PreparedInsert:
 
     __slots__ = ("_fields", "query")
 
-    def __init__(self, model: type[SQLModel], *, returning: Sequence[Column[Any]]) -> None:
+    def __init__(
+        self, model: type[SQLModel], *, returning: Sequence[ColumnElement[Any] | Mapped[Any]]
+    ) -> None:
         table: Table = model.__table__  # type: ignore[attr-defined]
         columns = [column for column in table.c if column is not table.autoincrement_column]
         self._fields = {column.key: model.model_fields[column.key] for column in columns}
