@@ -89,10 +89,12 @@ class Database:
     On SQLite, writes go through a dedicated one-connection engine that opens its
     transactions with ``BEGIN IMMEDIATE``: writers queue fairly on the pool instead of
     polling SQLite's busy handler, and a transaction that reads before it writes can never
-    fail with a stale snapshot. Reads use a separate pool and never wait for writers (WAL).
-    On PostgreSQL both factories share one engine. `reads` runs prepared queries
-    outside any transaction; `statements(session)` runs them inside a session's
-    (see core.prepared).
+    fail with a stale snapshot. The read engine serves safe requests' sessions and never
+    waits for writers (WAL). On PostgreSQL both factories share one engine.
+
+    `reads` runs prepared queries (core.prepared) outside any transaction: on SQLite on
+    connections of its own (core.sqlite.ReadConnections), on PostgreSQL on the engine's
+    pool. `statements(session)` runs them inside a session's transaction.
     """
 
     engine: AsyncEngine
