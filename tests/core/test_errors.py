@@ -116,14 +116,26 @@ async def test_the_application_keeps_serving_after_a_crash(crashing_app: FastAPI
         assert (await http.get("/health")).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/auth/login"),  # through the ORM session
+        ("GET", "/users/me"),  # through the prepared reads
+        ("GET", "/projects/1/tasks"),
+    ],
+)
 async def test_a_request_needing_an_unreachable_database_is_service_unavailable(
-    app_factory: AppFactory, unreachable_database_url: str
+    app_factory: AppFactory, unreachable_database_url: str, method: str, path: str
 ) -> None:
     async with app_factory(lifespan=False, database_url=unreachable_database_url) as offline:
+        pair, _ = offline.state.tokens.issue_pair(1, sid="offline-session")
         transport = ASGITransport(app=offline)
         async with AsyncClient(transport=transport, base_url="http://test/api/v1") as http:
-            response = await http.post(
-                "/auth/login", json={"email": "ada@example.com", "password": "long enough"}
+            response = await http.request(
+                method,
+                path,
+                json={"email": "ada@example.com", "password": "long enough"},
+                headers={"Authorization": f"Bearer {pair.access_token}"},
             )
 
     assert_problem(response, 503, "service_unavailable")

@@ -1,4 +1,4 @@
-"""aiosqlite, adapted so that a statement costs one trip to the connection's thread.
+"""SQLite through aiosqlite: one trip to the connection's thread per statement.
 
 aiosqlite runs each SQLite connection in its own thread and SQLAlchemy's generic async
 adapter awaits the driver's cursor creation, execute, fetchall and close one by one:
@@ -9,6 +9,10 @@ what limited throughput (see README "Performance"). This adapter runs the whole
 statement in one call on the driver thread, sends the `BEGIN` of a transaction along with
 its first statement, and skips commit/rollback when SQLite has no transaction open.
 Everything else is SQLAlchemy's own aiosqlite adapter.
+
+The same one-trip call runs prepared statements (core.prepared): in a session's
+transaction (`SQLiteDriver`), and for reads on connections of their own
+(`ReadConnections`).
 """
 
 import asyncio
@@ -31,13 +35,14 @@ from sqlalchemy.util.concurrency import await_
 from fasttrack.core.prepared import driver_error
 
 _Result = tuple[Any, int, int | None, list[Any]]
+BUSY_TIMEOUT: Final = "PRAGMA busy_timeout=5000"
 PRAGMAS: Final = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=5000",
+    BUSY_TIMEOUT,
 )
-READ_PRAGMAS: Final = ("PRAGMA busy_timeout=5000", "PRAGMA query_only=ON")
+READ_PRAGMAS: Final = (BUSY_TIMEOUT, "PRAGMA query_only=ON")
 # Writers take the write lock when they begin: a transaction that reads before it
 # writes can never fail on a snapshot another writer made stale.
 BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
@@ -226,32 +231,40 @@ class ReadConnections:
         self._opening = asyncio.Lock()
 
     async def __call__(self, sql: str, arguments: tuple[Any, ...]) -> list[Any]:
-        if not self._drivers:
-            await self._open()
-        slot = min(range(self._size), key=self._in_flight.__getitem__)
-        driver = self._drivers[slot]
-        submit: Callable[..., Awaitable[_Result]] = driver._execute
-        self._in_flight[slot] += 1
         try:
-            _, _, _, rows = await submit(_run, driver._conn, sql, arguments, many=False, begin=None)
+            if not self._drivers:
+                await self._open()
+            slot = min(range(self._size), key=self._in_flight.__getitem__)
+            driver = self._drivers[slot]
+            submit: Callable[..., Awaitable[_Result]] = driver._execute
+            self._in_flight[slot] += 1
+            try:
+                _, _, _, rows = await submit(
+                    _run, driver._conn, sql, arguments, many=False, begin=None
+                )
+            finally:
+                self._in_flight[slot] -= 1
         except sqlite3.Error as error:
             raise driver_error(error, self._dialect, sql, arguments) from error
-        finally:
-            self._in_flight[slot] -= 1
         return rows
 
     async def _open(self) -> None:
         async with self._opening:
             if self._drivers:
                 return
-            drivers = []
-            for _ in range(self._size):
-                driver = aiosqlite.connect(*self._connect_args, **self._connect_kwargs)
-                driver._thread.daemon = True  # as in OneTripDBAPI.connect
-                await driver
-                for pragma in READ_PRAGMAS:
-                    await driver.execute(pragma)
-                drivers.append(driver)
+            drivers: list[aiosqlite.Connection] = []
+            try:
+                for _ in range(self._size):
+                    driver = aiosqlite.connect(*self._connect_args, **self._connect_kwargs)
+                    driver._thread.daemon = True  # as in OneTripDBAPI.connect
+                    drivers.append(await driver)
+                    for pragma in READ_PRAGMAS:
+                        await driver.execute(pragma)
+            except BaseException:
+                # A database that cannot be opened now may be later: start afresh then.
+                for opened in drivers:
+                    await opened.close()
+                raise
             self._in_flight = [0] * self._size
             self._drivers = drivers
 
