@@ -221,7 +221,11 @@ async def in_session(session: AsyncSession, driver: Driver) -> QueryRunner:
         try:
             return await driver.fetch(pooled, sql, arguments)
         except Exception as error:
-            raise driver_error(error, dialect, sql, arguments, pooled) from error
+            reported = driver_error(error, dialect, sql, arguments)
+            if isinstance(reported, DBAPIError) and reported.connection_invalidated:
+                # Through the session's connection, so that SQLAlchemy knows it is gone.
+                await connection.invalidate(error)
+            raise reported from error
 
     return QueryRunner(dialect, fetch)
 
