@@ -45,10 +45,6 @@ _LIST: Final = KeysetList(
 )
 
 
-def can_manage(project: ProjectRead, user: UserRead) -> bool:
-    return user.role is Role.admin or project.owner_id == user.id
-
-
 async def get_visible(
     reads: QueryRunner, project_id: int, *, viewer: UserRead
 ) -> ProjectRead | None:
