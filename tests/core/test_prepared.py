@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.config import Settings
 from fasttrack.core.db import create_database, statements
-from fasttrack.core.prepared import PreparedInsert, PreparedQuery, compile_query
+from fasttrack.core.prepared import PreparedInsert, PreparedQuery, Row, compile_query
 from fasttrack.tasks.models import Task, TaskStatus
 from fasttrack.users.models import User
 from tests.factories import TEST_SECRET, make_project, make_user
@@ -82,14 +82,20 @@ def test_a_query_is_compiled_once_per_dialect() -> None:
     assert query.for_dialect(SQLITE) is not query.for_dialect(POSTGRESQL)
 
 
+async def _insert_task(app: FastAPI, project_id: int, title: str, *, commit: bool) -> Row:
+    async with app.state.database.write_sessionmaker() as writer:
+        row = await INSERT_TASK.one(await statements(writer), project_id=project_id, title=title)
+        await (writer.commit() if commit else writer.rollback())
+    return row
+
+
 async def test_an_insert_takes_the_defaults_of_the_table_model(
     app: FastAPI, session: AsyncSession
 ) -> None:
     project = await make_project(session, owner=await make_user(session))
-    database = app.state.database
-    async with database.write_sessionmaker() as writer:
-        row = await INSERT_TASK.one(await statements(writer), project_id=project.id, title="t")
-        await writer.commit()
+    assert project.id is not None
+
+    row = await _insert_task(app, project.id, "t", commit=True)
 
     stored = await session.get(Task, row["id"])
     assert stored is not None
@@ -101,14 +107,10 @@ async def test_statements_in_a_session_commit_and_roll_back_with_it(
     app: FastAPI, session: AsyncSession
 ) -> None:
     project = await make_project(session, owner=await make_user(session))
-    database = app.state.database
+    assert project.id is not None
 
-    async with database.write_sessionmaker() as writer:
-        await INSERT_TASK.one(await statements(writer), project_id=project.id, title="gone")
-        await writer.rollback()
-    async with database.write_sessionmaker() as writer:
-        await INSERT_TASK.one(await statements(writer), project_id=project.id, title="kept")
-        await writer.commit()
+    await _insert_task(app, project.id, "gone", commit=False)
+    await _insert_task(app, project.id, "kept", commit=True)
 
     titles = (await session.exec(select(Task.title))).all()
     assert titles == ["kept"]
