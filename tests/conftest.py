@@ -1,5 +1,6 @@
 """Shared fixtures: one app and database per test session, clean rows after every test."""
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,8 +18,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import fasttrack.models  # noqa: F401  (every table on the metadata)
 from fasttrack.core.config import Environment, Settings
+from fasttrack.core.db import execute
 from fasttrack.main import create_app
 from fasttrack.notifications.hub import CloseCode
+from tests.database import migrate_afresh
 from tests.factories import TEST_SECRET, RecordingEmailSender, swapped_email_sender
 
 
@@ -45,10 +48,9 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    # The schema the migrations make, with their triggers, not `create_all`'s.
+    await asyncio.to_thread(migrate_afresh, settings)
     application = create_app(settings)
-    async with application.state.database.write_engine.begin() as connection:
-        await connection.run_sync(SQLModel.metadata.drop_all)
-        await connection.run_sync(SQLModel.metadata.create_all)
     async with LifespanManager(application):  # ASGITransport alone never runs the lifespan
         yield application
 
@@ -56,11 +58,14 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 @pytest.fixture(autouse=True)
 async def _clean_rows(app: FastAPI) -> AsyncIterator[None]:
     yield
-    # A socket a failed test left open must not receive the next test's events (ids repeat).
+    # A socket a failed test left open must not receive the next test's events.
     app.state.hub.close_all(CloseCode.GOING_AWAY, "Test finished")
-    async with app.state.database.write_engine.begin() as connection:
+    async with app.state.database.session(write=True) as db_session:
         for table in reversed(SQLModel.metadata.sorted_tables):
-            await connection.execute(table.delete())
+            await execute(db_session, table.delete())
+        await db_session.commit()
+    # Rows deleted behind the service's back: what the caches hold is stale now.
+    app.state.caches.clear()
 
 
 @pytest.fixture
@@ -72,9 +77,10 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 
 @pytest.fixture
 async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
-    # The read pool, not the write engine: on SQLite the writer is a single connection
-    # that a test holding a session open would take away from the requests it makes.
-    async with app.state.database.sessionmaker() as db_session:
+    # The readers, not the writer: on SQLite the writer is a single connection that a
+    # test holding a session open would take away from the requests it makes. Readers
+    # run in autocommit mode, so what a factory writes is committed at once.
+    async with app.state.database.session(write=False) as db_session:
         yield db_session
 
 

@@ -21,7 +21,8 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
-from fasttrack.core.prepared import QueryRunner
+from fasttrack.core.cache import ExactCache, project_scope, project_tasks_scope
+from fasttrack.core.db import UnitOfWork, execute
 from fasttrack.notifications.email import EmailSender
 from fasttrack.projects.models import Project, ProjectStatus
 from fasttrack.tasks.models import Priority, Task, TaskStatus
@@ -222,25 +223,38 @@ def swapped_email_sender(app: FastAPI, sender: EmailSender) -> Iterator[None]:
         app.state.email_sender = original
 
 
-def race_after_load(
+async def race_after_load(
     monkeypatch: pytest.MonkeyPatch,
     app: FastAPI,
     service: ModuleType,
     model: type[SQLModel],
     *,
+    client: AsyncClient,
+    headers: dict[str, str],
     delete: bool = False,
 ) -> None:
     """Make another writer change (or delete) the row right after the request loaded it.
 
-    The loaders read on the read pool before the request's own write transaction begins,
-    so the other writer really commits in between, on SQLite as on PostgreSQL.
+    A loader that reads the database does so in the request's own transaction, where no
+    other writer can come in between. A loader served from the cache does not, and that
+    is where the race is: the row is read into the cache first (as an earlier request
+    would have), the request's loader finds it there, and the other writer then commits
+    and invalidates, as a concurrent request would. The caller's token is checked once
+    beforehand, so that authentication too is served from the cache.
     """
-    load = service.get_visible
+    assert (await client.get("/users/me", headers=headers)).status_code == 200
+    # The cached loaders: a project's summary (its task routes, PATCH and DELETE), a task.
+    loader = "get_visible_summary" if model.__tablename__ == "project" else "get_visible"
+    load = getattr(service, loader)
     table: sa.Table = model.__table__  # type: ignore[attr-defined]
 
-    async def load_then_race(reads: QueryRunner, row_id: int, *, viewer: UserRead) -> object:
-        row = await load(reads, row_id, viewer=viewer)
-        monkeypatch.setattr(service, "get_visible", load)
+    async def load_then_race(
+        work: UnitOfWork, row_id: int, *, viewer: UserRead, cache: ExactCache[int, Any]
+    ) -> object:
+        monkeypatch.setattr(service, loader, load)
+        async with app.state.database.unit_of_work(write=False) as earlier:
+            await load(earlier, row_id, viewer=viewer, cache=cache)
+        row = await load(work, row_id, viewer=viewer, cache=cache)
         change = (
             sa.delete(table).where(table.c.id == row_id)
             if delete
@@ -248,8 +262,16 @@ def race_after_load(
             .where(table.c.id == row_id)
             .values(version=table.c.version + 1, description="from the other writer")
         )
-        async with app.state.database.write_engine.begin() as connection:
-            await connection.execute(change)
+        async with app.state.database.session(write=True) as other:
+            before = (await execute(other, sa.select(table).where(table.c.id == row_id))).one()
+            await execute(other, change)
+            await other.commit()
+        if model.__tablename__ == "project":
+            await app.state.hub.invalidate(
+                [project_scope(before.id), project_tasks_scope(before.id)]
+            )
+        else:
+            await app.state.hub.invalidate([project_tasks_scope(before.project_id)])
         return row
 
-    monkeypatch.setattr(service, "get_visible", load_then_race)
+    monkeypatch.setattr(service, loader, load_then_race)

@@ -83,7 +83,7 @@ async def _count(session: AsyncSession, model: type[SQLModel]) -> int:
 async def test_seed_demo_creates_each_row_once(demo_database: tuple[str, list[str]]) -> None:
     database = create_database(Settings(_env_file=None, database_url=demo_database[0]))
     try:
-        async with database.sessionmaker() as session:
+        async with database.session(write=False) as session:
             counts = {
                 model.__name__: await _count(session, model)
                 for model in (User, Project, Task, Comment)

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from fasttrack.auth.tokens import TokenService
 from fasttrack.core.config import Settings
-from fasttrack.core.db import create_database, release_connection
+from fasttrack.core.db import create_database, idle
 from fasttrack.core.migrations import upgrade_to_head
 from fasttrack.core.security import PasswordHasher
 from fasttrack.notifications.ws import MAX_FRAME_BYTES
@@ -54,6 +55,9 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the API with uvicorn (uvloop + httptools)."""
+    # Every worker reads it: without Redis, processes that cannot tell each other about
+    # changes must not cache (see core.cache).
+    os.environ["WORKERS"] = str(workers)
     settings = load_settings()
     if migrate:
         upgrade_to_head(settings)
@@ -96,12 +100,14 @@ def create_admin(
         database = create_database(settings)
         hasher = PasswordHasher(rounds=settings.bcrypt_rounds, workers=1)
         try:
-            async with database.write_sessionmaker() as session:
+            async with database.session(write=True) as session:
                 existing = await user_service.get_by_email(session, email)
                 if existing is None and password is None:
                     # On SQLite this session is the writer: never hold it while a human types.
-                    await release_connection(session)
-                    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+                    async with idle(session):
+                        password = typer.prompt(
+                            "Password", hide_input=True, confirmation_prompt=True
+                        )
                 user, created = await user_service.ensure_admin(
                     session,
                     email,

@@ -8,7 +8,7 @@ from fasttrack.comments.models import CommentCreate
 from fasttrack.core.db import Database
 from fasttrack.core.security import PasswordHasher
 from fasttrack.projects import service as project_service
-from fasttrack.projects.models import ProjectCreate, ProjectRead
+from fasttrack.projects.models import ProjectCreate, ProjectSummary
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.models import Priority, TaskCreate, TaskStatus, TaskUpdate
 from fasttrack.users import service as user_service
@@ -48,7 +48,7 @@ class DemoLogin:
 
 async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
     """Create demo users, two projects with tasks in every status, and comments."""
-    async with database.write_sessionmaker() as session:
+    async with database.session(write=True) as session:
         if await user_service.get_by_email(session, DEMO_USERS[0][0]) is not None:
             raise DemoAlreadySeeded()
         users: list[User] = []
@@ -64,7 +64,7 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
         await project_service.create(
             session, ProjectCreate(name="Team offsite", description=None), owner=owner
         )
-        project = ProjectRead.model_validate(launch, from_attributes=True)
+        project = ProjectSummary.model_validate(launch, from_attributes=True)
         for title, priority, assignee, status in DEMO_TASKS:
             task_body = TaskCreate(
                 title=title,
@@ -79,8 +79,6 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
             await comment_service.create(
                 session, task, CommentCreate(body=f"Kick-off note for “{title}”."), author=owner
             )
-        assert launch.id is not None
-    await project_service.TaskCountRefresher(database).refresh(launch.id)
     return [
         DemoLogin(email=email, password=DEMO_PASSWORD, role=role) for email, _, role in DEMO_USERS
     ]

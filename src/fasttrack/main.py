@@ -20,8 +20,9 @@ from fasttrack.auth import service as auth_service
 from fasttrack.auth.router import router as auth_router
 from fasttrack.auth.tokens import TokenService
 from fasttrack.comments.router import router as comments_router
+from fasttrack.core.cache import Caches
 from fasttrack.core.config import Settings
-from fasttrack.core.db import Database, create_database
+from fasttrack.core.db import Database, UnitOfWorkMiddleware, create_database
 from fasttrack.core.errors import install_error_handlers, problem_responses
 from fasttrack.core.logging import configure_logging
 from fasttrack.core.metrics import Metrics, MetricsMiddleware
@@ -36,8 +37,8 @@ from fasttrack.notifications.router import router as notifications_router
 from fasttrack.notifications.ws import router as ws_router
 from fasttrack.ops.docs import DOCS_PREFIXES, install_offline_docs
 from fasttrack.ops.router import router as ops_router
+from fasttrack.projects import service as project_service
 from fasttrack.projects.router import router as projects_router
-from fasttrack.projects.service import TaskCountRefresher
 from fasttrack.ratelimit.keys import ClientKeys
 from fasttrack.ratelimit.limiter import RateLimiter, per_window
 from fasttrack.ratelimit.middleware import RateLimitMiddleware
@@ -46,6 +47,8 @@ from fasttrack.users.router import router as users_router
 
 API_PREFIX: Final = "/api/v1"
 PURGE_INTERVAL_SECONDS: Final = 3600.0
+# Entries of each exact cache (principals, project summaries, tasks): a few MiB when full.
+CACHE_ENTRIES: Final = 10_000
 # Operations and docs are never rate-limited (SPEC §5).
 RATE_LIMIT_EXEMPT: Final = ("/health", "/metrics", "/openapi.json", *DOCS_PREFIXES)
 # The stricter per-address limit: where passwords and refresh tokens are guessed.
@@ -69,7 +72,7 @@ async def _purge_revocations(database: Database) -> None:
     # A database that is down at start-up must not keep the service from starting:
     # /health/db then reports it, and the next purge catches up.
     try:
-        async with database.write_sessionmaker() as session:
+        async with database.session(write=True) as session:
             purged = await auth_service.purge_expired(session)
     except Exception:
         logger.exception("purging expired revocations failed")
@@ -77,16 +80,13 @@ async def _purge_revocations(database: Database) -> None:
         logger.info("purged %d expired revocation entries", purged)
 
 
-async def _repair_task_counts(task_counts: TaskCountRefresher) -> None:
-    # Counts are refreshed after a task change commits; a process killed in between left
-    # them stale. Like the purge, a database that is down must not keep the service down.
+async def _repair_task_counts(database: Database) -> None:
+    # Like the purge, a database that is down must not keep the service from starting.
     try:
-        repaired = await task_counts.repair()
+        async with database.session(write=True) as session:
+            await project_service.repair_task_counts(session)
     except Exception:
-        logger.exception("repairing stale task counts failed")
-    else:
-        if repaired:
-            logger.warning("repaired the stale task counts of %d projects", len(repaired))
+        logger.exception("repairing drifted task counts failed")
 
 
 async def _purge_periodically(database: Database) -> None:
@@ -132,7 +132,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub: Hub = app.state.hub
     app.state.started_at = time.monotonic()
     await _purge_revocations(database)
-    await _repair_task_counts(app.state.task_counts)
+    await _repair_task_counts(database)
     purger = asyncio.create_task(_purge_periodically(database), name="revocation-purge")
     await hub.start()
     # Everything built so far (modules, schemas, mappers, routes: ~10^5 objects) lives as
@@ -174,13 +174,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = TokenService(settings)
     app.state.cursor_codec = CursorCodec(settings.secret_key.get_secret_value().encode())
     app.state.email_sender = create_email_sender(settings)
-    app.state.task_counts = TaskCountRefresher(app.state.database)
     app.state.metrics = Metrics()
-    app.state.hub = Hub(create_broker(settings.redis_url), observer=app.state.metrics)
+    broker = create_broker(settings.redis_url, processes=settings.workers)
+    app.state.caches = caches = Caches(continuity=broker.continuity)
+    app.state.principals = caches.new(max_entries=CACHE_ENTRIES)
+    app.state.project_summaries = caches.new(max_entries=CACHE_ENTRIES)
+    app.state.task_cache = caches.new(max_entries=CACHE_ENTRIES)
+    app.state.hub = Hub(broker, caches=caches, observer=app.state.metrics)
     app.state.rate_limiter = None
     app.state.route_paths = RoutePaths(app)
 
     install_error_handlers(app)
+    app.add_middleware(UnitOfWorkMiddleware, database=app.state.database)
     # Middleware added first runs innermost. The limiter sits inside CORS, so a 429 still
     # carries the CORS headers a browser needs to read it, and preflights are not counted.
     if settings.rate_limit_enabled:

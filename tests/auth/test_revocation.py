@@ -95,7 +95,7 @@ async def _remaining(session: AsyncSession) -> tuple[set[str], set[str]]:
 async def test_purge_forgets_only_expired_entries(app: FastAPI, session: AsyncSession) -> None:
     await _seed_blocklist(session)
 
-    async with app.state.database.write_sessionmaker() as writer:
+    async with app.state.database.session(write=True) as writer:
         purged = await auth_service.purge_expired(writer)
 
     assert purged == 2
@@ -118,7 +118,7 @@ async def test_a_revoked_token_stays_refused_after_a_purge(
     pair = await token_pair(client, user)
     await client.post("/auth/logout", headers=bearer(pair["access_token"]))
 
-    async with app.state.database.write_sessionmaker() as writer:
+    async with app.state.database.session(write=True) as writer:
         assert await auth_service.purge_expired(writer) == 0
 
     response = await client.get("/users/me", headers=bearer(pair["access_token"]))

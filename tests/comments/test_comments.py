@@ -276,7 +276,9 @@ async def test_commenting_on_a_task_deleted_meanwhile_answers_404(
 ) -> None:
     people, task = await make_assigned_task(session)
     headers = await login(client, people["assignee"])
-    race_after_load(monkeypatch, app, task_service, Task, delete=True)
+    await race_after_load(
+        monkeypatch, app, task_service, Task, client=client, headers=headers, delete=True
+    )
 
     response = await client.post(f"/tasks/{task.id}/comments", json={"body": "b"}, headers=headers)
 

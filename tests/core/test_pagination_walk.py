@@ -123,7 +123,7 @@ async def _cleanup(session: AsyncSession, user: User) -> None:
 async def test_walking_a_filtered_project_task_list_under_churn(
     app: FastAPI, client: AsyncClient, initial: list[bool], limit: int, churn: list[Step]
 ) -> None:
-    async with app.state.database.sessionmaker() as session:
+    async with app.state.database.session(write=False) as session:
         owner = await make_user(session)
         try:
             project = await make_project(session, owner=owner)
@@ -154,7 +154,7 @@ async def test_walking_a_filtered_project_task_list_under_churn(
 async def test_walking_the_comments_of_a_task_under_churn(
     app: FastAPI, client: AsyncClient, initial: list[bool], limit: int, churn: list[Step]
 ) -> None:
-    async with app.state.database.sessionmaker() as session:
+    async with app.state.database.session(write=False) as session:
         owner = await make_user(session)
         try:
             project = await make_project(session, owner=owner)
@@ -194,7 +194,7 @@ async def test_walking_the_comments_of_a_task_under_churn(
 async def test_walking_the_filtered_project_list_under_churn(
     app: FastAPI, client: AsyncClient, initial: list[bool], limit: int, churn: list[Step]
 ) -> None:
-    async with app.state.database.sessionmaker() as session:
+    async with app.state.database.session(write=False) as session:
         owner = await make_user(session)
         try:
 
@@ -224,7 +224,7 @@ async def test_walking_the_filtered_project_list_under_churn(
 async def test_walking_the_unread_notifications_under_churn(
     app: FastAPI, client: AsyncClient, initial: list[bool], limit: int, churn: list[Step]
 ) -> None:
-    async with app.state.database.sessionmaker() as session:
+    async with app.state.database.session(write=False) as session:
         user, other = await make_user(session), await make_user(session)
         try:
             assert user.id is not None

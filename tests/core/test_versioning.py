@@ -166,7 +166,7 @@ async def test_a_patch_without_if_match_applies_over_a_concurrent_write(
     project = await make_project(session, owner=owner, name="Launch")
     task = await make_task(session, project=project, title="original")
     headers = await login(client, owner)
-    race_after_load(monkeypatch, app, task_service, Task)
+    await race_after_load(monkeypatch, app, task_service, Task, client=client, headers=headers)
 
     response = await client.patch(
         f"/tasks/{task.id}",
@@ -194,7 +194,9 @@ async def test_a_project_patch_without_if_match_applies_over_a_concurrent_write(
     owner = await make_user(session)
     project = await make_project(session, owner=owner, name="original")
     headers = await login(client, owner)
-    race_after_load(monkeypatch, app, project_service, Project)
+    await race_after_load(
+        monkeypatch, app, project_service, Project, client=client, headers=headers
+    )
 
     response = await client.patch(f"/projects/{project.id}", json={"name": "mine"}, headers=headers)
 
@@ -218,10 +220,12 @@ async def test_a_patch_with_if_match_loses_to_a_concurrent_write(
     headers = {**await login(client, owner), "If-Match": '"1"'}
     if kind == "task":
         url, field = f"/tasks/{task.id}", "title"
-        race_after_load(monkeypatch, app, task_service, Task)
+        await race_after_load(monkeypatch, app, task_service, Task, client=client, headers=headers)
     else:
         url, field = f"/projects/{project.id}", "name"
-        race_after_load(monkeypatch, app, project_service, Project)
+        await race_after_load(
+            monkeypatch, app, project_service, Project, client=client, headers=headers
+        )
 
     response = await client.patch(url, json={field: "mine"}, headers=headers)
 
@@ -248,10 +252,14 @@ async def test_a_patch_racing_a_delete_answers_404(  # noqa: PLR0917
         headers["If-Match"] = if_match
     if kind == "task":
         url, field, code = f"/tasks/{task.id}", "title", "Task not found"
-        race_after_load(monkeypatch, app, task_service, Task, delete=True)
+        await race_after_load(
+            monkeypatch, app, task_service, Task, client=client, headers=headers, delete=True
+        )
     else:
         url, field, code = f"/projects/{project.id}", "name", "Project not found"
-        race_after_load(monkeypatch, app, project_service, Project, delete=True)
+        await race_after_load(
+            monkeypatch, app, project_service, Project, client=client, headers=headers, delete=True
+        )
 
     response = await client.patch(url, json={field: "mine"}, headers=headers)
 

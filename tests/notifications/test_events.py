@@ -207,7 +207,7 @@ async def test_a_change_that_fails_to_commit_leaves_no_notification(
     headers = {**await login(client, owner), "If-Match": '"1"'}
     # Another writer changes the task after the request checked If-Match: the update's
     # commit fails, and the notification added in the same transaction must go with it.
-    race_after_load(monkeypatch, app, task_service, Task)
+    await race_after_load(monkeypatch, app, task_service, Task, client=client, headers=headers)
 
     async with ws_client(app) as ws_http, open_socket(ws_http, token) as ws:
         response = await client.patch(

@@ -5,6 +5,7 @@ from typing import Any, cast
 
 from starlette.websockets import WebSocket
 
+from fasttrack.core.cache import Caches
 from fasttrack.notifications.broker import MemoryBroker
 from fasttrack.notifications.hub import CloseCode, Connection, Hub
 
@@ -35,7 +36,7 @@ def _message(number: int) -> dict[str, Any]:
 
 async def test_the_hub_keeps_every_connection_per_user_and_counts_once() -> None:
     counts = Counts()
-    hub = Hub(MemoryBroker(), observer=counts)
+    hub = Hub(broker := MemoryBroker(), caches=Caches(broker.continuity), observer=counts)
     tab, other_tab, someone_else = _connection(1), _connection(1), _connection(2)
     for connection in (tab, other_tab, someone_else):
         hub.register(connection)
@@ -50,7 +51,7 @@ async def test_the_hub_keeps_every_connection_per_user_and_counts_once() -> None
 
 
 async def test_a_revocation_closes_only_the_named_sessions() -> None:
-    hub = Hub(MemoryBroker())
+    hub = Hub(broker := MemoryBroker(), caches=Caches(broker.continuity))
     await hub.start()
     ended, kept, everything = _connection(1, "a"), _connection(1, "b"), _connection(2, "c")
     for connection in (ended, kept, everything):
@@ -78,7 +79,7 @@ async def test_the_first_close_reason_wins() -> None:
 
 
 async def test_without_an_observer_the_hub_still_delivers() -> None:
-    hub = Hub(MemoryBroker())
+    hub = Hub(broker := MemoryBroker(), caches=Caches(broker.continuity))
     await hub.start()
     connection = _connection(5)
     hub.register(connection)

@@ -13,7 +13,6 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.auth import service as auth_service
-from fasttrack.core.prepared import QueryRunner
 from fasttrack.notifications import hub as hub_module
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.hub import Hub
@@ -236,7 +235,7 @@ async def test_nothing_is_lost_or_doubled_at_the_seam_between_replay_and_live(
     missed_since = notification_service.missed_since
 
     async def replay_racing_commits(
-        reads: QueryRunner, user_id: int, since: int, **kw: Any
+        reads: AsyncSession, user_id: int, since: int, **kw: Any
     ) -> list[StoredNotification]:
         batch = [row for row in await missed_since(reads, user_id, since, **kw) if row.id != older]
         rows = {row.id: row for row in batch}

@@ -4,13 +4,14 @@ import asyncio
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
+from fasttrack.core.db import utcnow
+from fasttrack.projects import service as project_service
 from fasttrack.projects.models import Project
 from fasttrack.tasks.models import Task, TaskStatus
 from tests.factories import login, make_comment, make_project, make_task, make_user
@@ -147,39 +148,54 @@ async def test_task_counts_are_right_after_concurrent_changes(
     }
 
 
-async def test_refreshing_the_counts_of_a_deleted_project_does_nothing(
-    app: FastAPI, session: AsyncSession
-) -> None:
+async def test_counts_follow_tasks_written_outside_the_service(session: AsyncSession) -> None:
+    # The counts are kept by the database (triggers of the task table), not by the API.
+    project = await make_project(session, owner=await make_user(session))
+    assert project.id is not None
+    await session.exec(
+        sa.insert(Task).values(
+            [{**_row(project.id), "status": status} for status in ("todo", "done", "done")]
+        )
+    )
+    await session.exec(
+        sa.update(Task).where(col(Task.status) == "todo").values(status="in_progress")
+    )
+    await session.commit()
+
+    assert await _stored_counts(session, project.id) == (0, 1, 2)
+
+
+async def test_recounting_a_deleted_project_does_nothing(session: AsyncSession) -> None:
     project = await make_project(session, owner=await make_user(session))
     assert project.id is not None
     await session.exec(sa.delete(Project).where(col(Project.id) == project.id))
     await session.commit()
 
-    await app.state.task_counts.refresh(project.id)
+    await project_service.recount(session, project.id)
+    await session.commit()
 
     assert (await session.exec(select(func.count()).select_from(Project))).one() == 0
 
 
-async def test_counts_left_stale_by_an_unclean_stop_are_repaired(
-    app: FastAPI, client: AsyncClient, session: AsyncSession
-) -> None:
+async def test_drifted_counts_are_repaired(client: AsyncClient, session: AsyncSession) -> None:
     owner = await make_user(session)
-    stale, fresh, empty = [await make_project(session, owner=owner) for _ in range(3)]
-    assert stale.id is not None
+    drifted, fresh, empty = [await make_project(session, owner=owner) for _ in range(3)]
+    assert drifted.id is not None
     assert fresh.id is not None
     assert empty.id is not None
     for status in (TaskStatus.todo, TaskStatus.done, TaskStatus.done):
-        await make_task(session, project=stale, status=status)
+        await make_task(session, project=drifted, status=status)
     await make_task(session, project=fresh, status=TaskStatus.in_progress)
-    await app.state.task_counts.refresh(fresh.id)
-    # What a process killed between a task's commit and its recount leaves behind.
-    await session.exec(sa.update(Project).where(col(Project.id) == empty.id).values(todo_count=2))
+    # What a restore of the project table alone, or rows written with the triggers
+    # dropped, leaves behind.
+    for project_id, counts in ((drifted.id, {"done_count": 0}), (empty.id, {"todo_count": 2})):
+        await session.exec(sa.update(Project).where(col(Project.id) == project_id).values(counts))
     await session.commit()
 
-    assert await app.state.task_counts.repair() == sorted([stale.id, empty.id])
+    assert await project_service.repair_task_counts(session) == sorted([drifted.id, empty.id])
 
     headers = await login(client, owner)
-    assert await _counts(client, stale.id, headers) == {
+    assert await _counts(client, drifted.id, headers) == {
         "todo": 1,
         "in_progress": 0,
         "done": 2,
@@ -187,4 +203,23 @@ async def test_counts_left_stale_by_an_unclean_stop_are_repaired(
     }
     assert (await _counts(client, empty.id, headers))["total"] == 0
     assert (await _counts(client, fresh.id, headers))["in_progress"] == 1
-    assert await app.state.task_counts.repair() == []
+    assert await project_service.repair_task_counts(session) == []
+
+
+def _row(project_id: int) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "project_id": project_id,
+        "title": "by hand",
+        "priority": "medium",
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _stored_counts(session: AsyncSession, project_id: int) -> tuple[int, int, int]:
+    statement = select(Project.todo_count, Project.in_progress_count, Project.done_count).where(
+        col(Project.id) == project_id
+    )
+    return tuple((await session.exec(statement)).one())  # type: ignore[return-value]

@@ -437,7 +437,9 @@ async def test_creating_a_task_in_a_project_deleted_meanwhile_answers_404(
     owner = await make_user(session)
     project = await make_project(session, owner=owner)
     headers = await login(client, owner)
-    race_after_load(monkeypatch, app, project_service, Project, delete=True)
+    await race_after_load(
+        monkeypatch, app, project_service, Project, client=client, headers=headers, delete=True
+    )
 
     response = await client.post(
         f"/projects/{project.id}/tasks", json={"title": "t"}, headers=headers

@@ -9,7 +9,7 @@ from fasttrack.users import service as user_service
 
 async def test_ensure_admin_needs_a_password_for_a_new_account(app: FastAPI) -> None:
     hasher: PasswordHasher = app.state.hasher
-    async with app.state.database.write_sessionmaker() as session:
+    async with app.state.database.session(write=True) as session:
         with pytest.raises(ValueError, match="password is needed"):
             await user_service.ensure_admin(
                 session,

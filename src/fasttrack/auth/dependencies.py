@@ -10,7 +10,8 @@ from starlette.requests import HTTPConnection
 from fasttrack.auth import service as auth_service
 from fasttrack.auth.exceptions import NotAuthenticated
 from fasttrack.auth.service import Principal
-from fasttrack.auth.tokens import TokenService, TokenType
+from fasttrack.auth.tokens import TokenService
+from fasttrack.core.db import UnitOfWorkDep
 from fasttrack.core.errors import Forbidden
 from fasttrack.core.security import PasswordHasher
 from fasttrack.users.models import Role, UserRead
@@ -34,15 +35,18 @@ HasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
 async def get_principal(
-    connection: HTTPConnection, token: Annotated[str | None, Depends(bearer)]
+    connection: HTTPConnection,
+    token: Annotated[str | None, Depends(bearer)],
+    work: UnitOfWorkDep,
 ) -> Principal:
-    """Verify the bearer token (signature, type, issuer, audience, expiry), then check
-    the blocklist and the user's current state in the database."""
+    """Verify the bearer token, then check the blocklist and the user's current state
+    (in the database, or in the exact cache of tokens checked before)."""
     if not token:
         raise NotAuthenticated()
     state = connection.app.state
-    claims = state.tokens.decode(token, TokenType.access)
-    return await auth_service.load_principal(state.database.reads, claims)
+    return await auth_service.principal_for(
+        token, tokens=state.tokens, work=work, cache=state.principals
+    )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

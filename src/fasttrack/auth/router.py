@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from fasttrack.auth import service as auth_service
 from fasttrack.auth.dependencies import CurrentPrincipal, HasherDep, TokensDep
 from fasttrack.auth.models import LoginRequest, LogoutRequest, RefreshRequest, TokenPair
-from fasttrack.core.db import ReadsDep, SessionDep
+from fasttrack.auth.service import SessionReused
+from fasttrack.core.db import SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.routing import url_for
-from fasttrack.notifications.dependencies import HubDep
+from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.users import service as user_service
 from fasttrack.users.models import User, UserCreate, UserRead
 
@@ -97,15 +98,19 @@ async def issue_token(
 async def refresh_tokens(
     body: RefreshRequest,
     session: SessionDep,
-    reads: ReadsDep,
     tokens: TokensDep,
+    broadcast: BroadcastDep,
     response: Response,
 ) -> TokenPair:
     """Rotate a refresh token: answers a new pair and revokes the token presented.
     Presenting an already-rotated refresh token revokes its whole session (401
     `token_revoked`). Clients must not refresh concurrently with one token: exactly one
     such request succeeds and the others count as reuse."""
-    pair = await auth_service.rotate(session, reads, body.refresh_token, tokens=tokens)
+    try:
+        pair = await auth_service.rotate(session, body.refresh_token, tokens=tokens)
+    except SessionReused as reuse:
+        await broadcast.revocation(reuse.user_id, [reuse.sid])
+        raise
     response.headers.update(NO_STORE)
     return pair
 
@@ -119,7 +124,7 @@ async def logout(
     principal: CurrentPrincipal,
     session: SessionDep,
     tokens: TokensDep,
-    hub: HubDep,
+    broadcast: BroadcastDep,
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> None:
     """End the current session: the access token and every refresh token of its
@@ -131,7 +136,7 @@ async def logout(
         refresh_token=body.refresh_token if body else None,
         tokens=tokens,
     )
-    await hub.revoke(principal.user.id, sids)
+    await broadcast.revocation(principal.user.id, sids)
 
 
 @router.post(
@@ -140,8 +145,8 @@ async def logout(
     responses=problem_responses(401),
 )
 async def logout_all(
-    principal: CurrentPrincipal, session: SessionDep, tokens: TokensDep, hub: HubDep
+    principal: CurrentPrincipal, session: SessionDep, tokens: TokensDep, broadcast: BroadcastDep
 ) -> None:
     """End every session of the caller, on every device; their WebSockets close (4003)."""
     await auth_service.logout_everywhere(session, principal, tokens=tokens)
-    await hub.revoke(principal.user.id, None)
+    await broadcast.revocation(principal.user.id, None)

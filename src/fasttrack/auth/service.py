@@ -18,23 +18,29 @@ from fasttrack.auth.exceptions import (
 )
 from fasttrack.auth.models import AuthSession, RevokedToken, TokenPair
 from fasttrack.auth.tokens import Claims, TokenService, TokenType, new_token_id
-from fasttrack.core.db import insert_ignoring_duplicates, release_connection, utcnow
-from fasttrack.core.prepared import PreparedQuery, QueryRunner, columns_of
+from fasttrack.core.cache import ExactCache, user_scope
+from fasttrack.core.db import (
+    UnitOfWork,
+    columns_of,
+    execute,
+    idle,
+    insert_ignoring_duplicates,
+    table_of,
+    utcnow,
+)
 from fasttrack.core.security import PasswordHasher
 from fasttrack.users.models import User, UserRead
 
 logger = logging.getLogger("fasttrack.auth")
 
 
-# Every authenticated request runs it, with the token's values as parameters.
-_PRINCIPAL: Final = PreparedQuery(
-    sa.select(
-        *columns_of(User, UserRead),
-        exists()
-        .where(col(RevokedToken.id).in_([bindparam("jti"), bindparam("sid")]))
-        .label("revoked"),
-    ).where(col(User.id) == bindparam("user_id"))
-)
+# Run for every token not in the cache, with the token's values as parameters.
+_PRINCIPAL: Final = sa.select(
+    *columns_of(User, UserRead),
+    exists()
+    .where(table_of(RevokedToken).c.id.in_([bindparam("jti"), bindparam("sid")]))
+    .label("revoked"),
+).where(table_of(User).c.id == bindparam("user_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +51,51 @@ class Principal:
     claims: Claims
 
 
-async def load_principal(reads: QueryRunner, claims: Claims) -> Principal:
+# Access tokens already checked, by their id (see principal_for).
+PrincipalCache = ExactCache[str, Principal]
+
+
+class SessionReused(TokenRevoked):
+    """A rotated refresh token came back: its session is revoked (RFC 9700 §4.14.2)."""
+
+    def __init__(self, *, user_id: int, sid: str) -> None:
+        super().__init__("This refresh token was already used or revoked; its session is revoked")
+        self.user_id = user_id
+        self.sid = sid
+
+
+async def load_principal(session: AsyncSession, claims: Claims) -> Principal:
     """Check the token against the database in one query: user, activity and blocklist.
 
     Role and activity always come from the row, never from the token, so a demotion or
     deactivation applies to tokens already issued.
     """
-    row = await reads.one_or_none(
-        _PRINCIPAL, user_id=claims.user_id, jti=claims.jti, sid=claims.sid
-    )
+    parameters = {"user_id": claims.user_id, "jti": claims.jti, "sid": claims.sid}
+    row = (await execute(session, _PRINCIPAL, parameters)).mappings().one_or_none()
     if row is None or not row["is_active"]:
         raise InvalidToken()
-    if row.pop("revoked"):
+    if row["revoked"]:
         raise TokenRevoked()
     return Principal(user=UserRead.model_validate(row), claims=claims)
+
+
+async def principal_for(
+    token: str, *, tokens: TokenService, work: UnitOfWork, cache: PrincipalCache
+) -> Principal:
+    """Who sends this access token: verified (signature, type, issuer, audience, expiry),
+    then checked against the database, or found in the cache of tokens so checked.
+
+    The cache is exact: every change to a user or a session (logout, deactivation, role
+    or password change) invalidates the user's entries in every process before its
+    request answers (see core.cache), so role and activity are still the row's.
+    """
+    claims = tokens.decode(token, TokenType.access)
+    principal = cache.get(claims.jti)
+    if principal is None:
+        since = cache.since()
+        principal = await load_principal(await work.session(), claims)
+        cache.put(claims.jti, principal, scopes=[user_scope(claims.user_id)], since=since)
+    return principal
 
 
 async def authenticate(
@@ -66,11 +103,13 @@ async def authenticate(
 ) -> User:
     """The user with these credentials; unknown e-mail and wrong password look alike."""
     user = (await session.exec(select(User).where(User.email == email))).first()
-    await release_connection(session)
-    if user is None:
-        await hasher.verify_against_dummy(password)
-        raise InvalidCredentials()
-    if not await hasher.verify(password, user.hashed_password):
+    async with idle(session):
+        if user is None:
+            await hasher.verify_against_dummy(password)
+            matches = False
+        else:
+            matches = await hasher.verify(password, user.hashed_password)
+    if user is None or not matches:
         raise InvalidCredentials()
     # Only after the password proved who is asking may we say the account is disabled.
     if not user.is_active:
@@ -88,9 +127,7 @@ async def start_session(session: AsyncSession, user: User, *, tokens: TokenServi
     return pair
 
 
-async def rotate(
-    session: AsyncSession, reads: QueryRunner, refresh_token: str, *, tokens: TokenService
-) -> TokenPair:
+async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenService) -> TokenPair:
     """Exchange a refresh token for a new pair and revoke the one presented.
 
     A refresh token is usable once. Presenting it again means it leaked (RFC 9700
@@ -100,7 +137,7 @@ async def rotate(
     """
     claims = tokens.decode(refresh_token, TokenType.refresh)
     try:
-        await load_principal(reads, claims)
+        await load_principal(session, claims)
         session.add(RevokedToken(id=claims.jti, expires_at=claims.expires_at))
         await session.flush()
     except (TokenRevoked, IntegrityError):
@@ -108,9 +145,7 @@ async def rotate(
         await revoke_session(session, claims.sid, tokens=tokens)
         await session.commit()
         logger.warning("revoked refresh token presented: session %s revoked", claims.sid)
-        raise TokenRevoked(
-            "This refresh token was already used or revoked; its session is revoked"
-        ) from None
+        raise SessionReused(user_id=claims.user_id, sid=claims.sid) from None
     pair, refresh = tokens.issue_pair(claims.user_id, sid=claims.sid)
     await session.exec(
         update(AuthSession)

@@ -8,15 +8,15 @@ from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.comments import service as comment_service
 from fasttrack.comments.exceptions import CommentNotFound
 from fasttrack.comments.models import CommentRead
-from fasttrack.core.db import IdPath, ReadsDep
+from fasttrack.core.db import IdPath, SessionDep
 from fasttrack.core.errors import Forbidden
 
 
 async def get_visible_comment(
-    comment_id: IdPath, user: CurrentUser, reads: ReadsDep
+    comment_id: IdPath, user: CurrentUser, session: SessionDep
 ) -> CommentRead:
     # A comment on a task the caller cannot see does not exist for them (404).
-    comment = await comment_service.get_visible(reads, comment_id, viewer=user)
+    comment = await comment_service.get_visible(session, comment_id, viewer=user)
     if comment is None:
         raise CommentNotFound()
     return comment

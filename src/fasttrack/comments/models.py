@@ -7,7 +7,7 @@ from pydantic import BaseModel, StringConstraints
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NO_NUL, UTCDateTime, utcnow
+from fasttrack.core.db import NEVER_REUSE_IDS, NO_NUL, UTCDateTime, utcnow
 
 # Stripped like titles: a comment of only whitespace says nothing.
 CommentBody = Annotated[
@@ -16,7 +16,7 @@ CommentBody = Annotated[
 
 
 class Comment(SQLModel, table=True):
-    __table_args__ = (Index("ix_comment_task_id_id", "task_id", "id"),)
+    __table_args__ = (Index("ix_comment_task_id_id", "task_id", "id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="task.id", ondelete="CASCADE")

@@ -6,12 +6,11 @@ from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.comments import service as comment_service
 from fasttrack.comments.dependencies import DeletableComment, VisibleComment
 from fasttrack.comments.models import CommentCreate, CommentRead
-from fasttrack.core.db import ReadsDep, SessionDep
+from fasttrack.core.db import SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
-from fasttrack.core.prepared import Row
 from fasttrack.core.routing import url_for
-from fasttrack.notifications.dependencies import HubDep
+from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.tasks.dependencies import VisibleTask
 
 router = APIRouter(tags=["comments"])
@@ -28,14 +27,14 @@ async def create_comment(
     body: CommentCreate,
     user: CurrentUser,
     session: SessionDep,
-    hub: HubDep,
+    broadcast: BroadcastDep,
     request: Request,
     response: Response,
 ) -> CommentRead:
     """Comment on a task; anyone who can see the task may. The project owner and the
     assignee are notified (never the author)."""
     comment, notifications = await comment_service.create(session, task, body, author=user)
-    await hub.publish(notifications)
+    await broadcast.notifications(notifications)
     response.headers["Location"] = url_for(request, "get_comment", comment_id=comment.id)
     return comment
 
@@ -45,9 +44,11 @@ async def create_comment(
     response_model=Page[CommentRead],
     responses=problem_responses(401, 404, 422),
 )
-async def list_comments(task: VisibleTask, page: PageParams, reads: ReadsDep) -> PageResult[Row]:
+async def list_comments(
+    task: VisibleTask, page: PageParams, session: SessionDep
+) -> PageResult[CommentRead]:
     """A task's comments, oldest first, for anyone who can see the task."""
-    return await comment_service.list_comments(reads, task.id, page)
+    return await comment_service.list_comments(session, task.id, page)
 
 
 @router.get(

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=20, ge=0)
     database_timeout: float = Field(default=2.0, gt=0)
     redis_url: str | None = None
+    # Processes serving this database (`fasttrack serve --workers N` sets it). Several
+    # without REDIS_URL cannot tell each other about changes, so caching is then off.
+    workers: int = Field(default=1, ge=1)
 
     access_token_expire_minutes: int = Field(default=15, ge=1)
     refresh_token_expire_days: int = Field(default=7, ge=1)

@@ -1,33 +1,32 @@
-"""Async engines, sessions and the column types every table shares."""
+"""Engines, the unit of work of a request, and the column types every table shares."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from types import TracebackType
+from typing import Annotated, Any, Final, Self
 
 from fastapi import Depends, Path
-from pydantic import AfterValidator
-from sqlalchemy import DateTime, event
+from pydantic import AfterValidator, BaseModel
+from sqlalchemy import Column, CursorResult, DateTime, Executable, RowMapping, Table, event, insert
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect, ExecutionContext
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fasttrack.core import postgres, sqlite
 from fasttrack.core.config import Settings
-from fasttrack.core.pool import FairAsyncQueuePool
-from fasttrack.core.prepared import Driver, PooledFetch, QueryRunner, in_session
-from fasttrack.core.sqlite import OneTripConnection, OneTripDBAPI
 
 logger = logging.getLogger("fasttrack.db")
 
@@ -35,13 +34,27 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Integer primary keys are INTEGER columns, 32-bit on PostgreSQL. A larger id names no row,
 # and binding one makes the driver fail the whole query instead of finding nothing.
 MAX_ID: Final = 2**31 - 1
-# SQLite connections for prepared reads, shared by all requests (see core.sqlite).
-READ_CONNECTIONS: Final = 4
-DRIVERS: Final[dict[str, Driver]] = {
-    "sqlite": sqlite.SQLiteDriver(),
-    "postgresql": postgres.AsyncpgDriver(),
-}
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+SQLITE_PRAGMAS: Final = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+# Writers take the write lock when they begin: a transaction that reads before it writes
+# (a loader, then the change) can never fail on a snapshot another writer made stale.
+SQLITE_BEGIN_WRITE: Final = "BEGIN IMMEDIATE"
+# Concurrent readers of SQLite (WAL lets them run beside the one writer).
+SQLITE_READ_CONNECTIONS: Final = 4
+# A burst of writes queues for the single SQLite writer; it may wait this long.
+SQLITE_WAIT_SECONDS: Final = 30.0
+# Table options of every table with an integer id: on SQLite, without AUTOINCREMENT the
+# id of the newest row, once deleted, goes to the next row, and an old link or
+# notification then names another resource. (PostgreSQL sequences never go back.)
+NEVER_REUSE_IDS: Final = {"sqlite_autoincrement": True}
+# Where a session finds the unit of work it belongs to (see `idle`).
+UNIT_OF_WORK: Final = "fasttrack.unit_of_work"
 
 # Deterministic constraint names, so migrations can drop and alter them on every backend.
 SQLModel.metadata.naming_convention = {
@@ -82,99 +95,207 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class Database:
-    """The engines and session factories of one application instance.
+class UnitOfWork:
+    """The database work of one request or job: one session, opened on first use.
 
-    On SQLite, writes go through a dedicated one-connection engine that opens its
-    transactions with ``BEGIN IMMEDIATE``: writers queue fairly on the pool instead of
-    polling SQLite's busy handler, and a transaction that reads before it writes can never
-    fail with a stale snapshot. The read engine serves safe requests' sessions and never
-    waits for writers (WAL). On PostgreSQL both factories share one engine.
+    Before its session may take a connection, a unit of work waits for its turn at a
+    gate, a first-come-first-served semaphore with as many places as the pool has
+    connections. SQLAlchemy's pool hands a returned connection to whichever coroutine
+    asks next, so under load a few waiters lose again and again (with 64 clients on 4
+    connections, some waited seconds while the median was milliseconds); behind the
+    gate the pool never has a waiter, and nobody waits longer than those ahead of them.
+    On SQLite the write gate has one place: it is the writer's lock, taken in order.
 
-    `reads` runs prepared queries (core.prepared) outside any transaction: on SQLite on
-    connections of its own (core.sqlite.ReadConnections), on PostgreSQL on the engine's
-    pool. `statements(session)` runs them inside a session's transaction.
+    The turn is held until `close`, or handed back for slow work by `idle`.
     """
 
-    engine: AsyncEngine
-    write_engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    write_sessionmaker: async_sessionmaker[AsyncSession]
-    reads: QueryRunner
+    def __init__(
+        self, factory: async_sessionmaker[AsyncSession], gate: asyncio.Semaphore, wait: float
+    ) -> None:
+        self._factory = factory
+        self._gate = gate
+        self._wait = wait
+        self._session: AsyncSession | None = None
+        self._holds_turn = False
+
+    async def session(self) -> AsyncSession:
+        """The session of this unit of work, waiting for its turn the first time."""
+        if self._session is None:
+            await self._take_turn()
+            self._session = self._factory(info={UNIT_OF_WORK: self})
+        return self._session
+
+    async def _take_turn(self) -> None:
+        try:
+            async with asyncio.timeout(self._wait):
+                await self._gate.acquire()
+        except TimeoutError:
+            # What the pool itself raises when it runs dry: answered 503 like an outage.
+            raise PoolTimeoutError(
+                f"no database connection became free within {self._wait:g} s"
+            ) from None
+        self._holds_turn = True
+
+    def _end_turn(self) -> None:
+        if self._holds_turn:
+            self._holds_turn = False
+            self._gate.release()
+
+    @asynccontextmanager
+    async def idle(self) -> AsyncIterator[None]:
+        """Commit, and give the connection and the turn back while the block runs.
+
+        For slow work that needs no database (password hashing), so that a request never
+        holds a connection, or on SQLite the writer, while it waits. Loaded objects stay
+        usable: sessions are created with `expire_on_commit=False`.
+        """
+        if self._session is None:
+            yield
+            return
+        await self._session.commit()
+        self._end_turn()
+        try:
+            yield
+        finally:
+            await self._take_turn()
+
+    async def close(self) -> None:
+        """Roll back what was not committed and end the turn; the session is then closed
+        for good, so work after this point fails loudly instead of running unguarded."""
+        session, self._session = self._session, None
+        try:
+            if session is not None:
+                await _close(session)
+        finally:
+            self._end_turn()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Database:
+    """The engines of one application instance and the gates in front of their pools.
+
+    SQLite has two engines: readers in autocommit mode on a few connections (WAL lets
+    them read while a write is in progress), and the single writer, whose transactions
+    begin with `BEGIN IMMEDIATE`. PostgreSQL has one pool; safe requests use it in
+    autocommit mode, which spares each read its BEGIN and ROLLBACK round trips.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        write_engine: AsyncEngine,
+        read_places: int,
+        write_places: int | None,
+        wait: float,
+    ) -> None:
+        self.engine = engine
+        self.write_engine = write_engine
+        self._wait = wait
+        self._sessionmakers = {
+            write: async_sessionmaker(
+                write_engine if write else engine,
+                class_=AsyncSession,
+                expire_on_commit=False,
+                close_resets_only=False,
+            )
+            for write in (False, True)
+        }
+        read_gate = asyncio.Semaphore(read_places)
+        # PostgreSQL: reads and writes share the pool, and so its gate.
+        write_gate = read_gate if write_places is None else asyncio.Semaphore(write_places)
+        self._gates = {False: read_gate, True: write_gate}
+
+    def unit_of_work(self, *, write: bool) -> UnitOfWork:
+        return UnitOfWork(self._sessionmakers[write], self._gates[write], self._wait)
+
+    @asynccontextmanager
+    async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
+        """A session for work outside a request (start-up, jobs, the CLI, sockets)."""
+        async with self.unit_of_work(write=write) as work:
+            yield await work.session()
 
     async def dispose(self) -> None:
-        await self.reads.close()
-        await self.engine.dispose()
-        if self.write_engine is not self.engine:
-            await self.write_engine.dispose()
+        await self.write_engine.dispose()
+        if self.engine.pool is not self.write_engine.pool:
+            await self.engine.dispose()
 
 
-def _install_sqlite_pragmas(engine: AsyncEngine, *, begin: str | None) -> None:
+def _sqlite_engine(url: str, *, connections: int, writer: bool) -> AsyncEngine:
+    # Every checkout is a SQLAlchemy Connection, which ends its own transaction before it
+    # returns to the pool: a second rollback there would be one more trip to SQLite's
+    # thread. Readers never open one at all, so a rollback is skipped too.
+    options: dict[str, Any] = {"pool_reset_on_return": None}
+    if not writer:
+        options.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
+    engine = create_async_engine(
+        url, pool_size=connections, max_overflow=0, pool_timeout=SQLITE_WAIT_SECONDS, **options
+    )
+
+    if writer:
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute", named=True)
+        def _begin_before_a_read(
+            conn: Connection, cursor: Any, context: ExecutionContext, **_: Any
+        ) -> None:
+            # sqlite3 itself opens the transaction with BEGIN IMMEDIATE before an INSERT
+            # or UPDATE, on the same trip to SQLite's thread. A transaction that reads
+            # first (a loader, a version check) must take the write lock before that
+            # read, or what it checks could change before it writes.
+            if context.isinsert or context.isupdate:
+                return
+            driver = conn.connection.driver_connection
+            if driver is not None and not driver.in_transaction:
+                cursor.execute(SQLITE_BEGIN_WRITE)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-        # Autocommit at the driver level: SQLAlchemy decides where transactions begin.
-        dbapi_connection.isolation_level = None
+        if writer:
+            # sqlite3 then begins a transaction with BEGIN IMMEDIATE before each first
+            # write; a first read begins it itself (see below).
+            dbapi_connection.isolation_level = "IMMEDIATE"
         cursor = dbapi_connection.cursor()
-        for pragma in sqlite.PRAGMAS:
+        for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
-    if begin is not None:
-        statement = begin
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(connection: Any) -> None:
-            dbapi_connection = connection.connection.dbapi_connection
-            if isinstance(dbapi_connection, OneTripConnection):
-                dbapi_connection.begin_with_next_statement(statement)
-            else:
-                connection.exec_driver_sql(statement)
-
-
-def _sqlite_engine(url: str, driver: OneTripDBAPI, *, connections: int) -> AsyncEngine:
-    return create_async_engine(
-        url,
-        module=driver,
-        poolclass=FairAsyncQueuePool,
-        pool_size=connections,
-        max_overflow=0,
-        pool_timeout=30,
-    )
+    return engine
 
 
 def create_database(settings: Settings) -> Database:
     if settings.is_sqlite:
-        dbapi = OneTripDBAPI()
-        engine = _sqlite_engine(settings.database_url, dbapi, connections=4)
-        write_engine = _sqlite_engine(settings.database_url, dbapi, connections=1)
-        _install_sqlite_pragmas(engine, begin=None)
-        _install_sqlite_pragmas(write_engine, begin=sqlite.BEGIN_WRITE)
-        connect_args, connect_kwargs = engine.dialect.create_connect_args(engine.url)
-        read_connections = sqlite.ReadConnections(
-            engine.dialect, connect_args, connect_kwargs, connections=READ_CONNECTIONS
+        return Database(
+            engine=_sqlite_engine(
+                settings.database_url, connections=SQLITE_READ_CONNECTIONS, writer=False
+            ),
+            write_engine=_sqlite_engine(settings.database_url, connections=1, writer=True),
+            read_places=SQLITE_READ_CONNECTIONS,
+            write_places=1,
+            wait=SQLITE_WAIT_SECONDS,
         )
-        reads = QueryRunner(engine.dialect, read_connections, close=read_connections.close)
-    else:
-        engine = create_async_engine(
-            settings.database_url,
-            poolclass=FairAsyncQueuePool,
-            pool_pre_ping=True,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_max_overflow,
-            pool_timeout=settings.database_timeout,
-            connect_args={"timeout": settings.database_timeout},
-        )
-        write_engine = engine
-        reads = QueryRunner(engine.dialect, PooledFetch(engine, DRIVERS["postgresql"]))
+    write_engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_timeout,
+        connect_args={"timeout": settings.database_timeout},
+    )
     return Database(
-        engine=engine,
+        engine=write_engine.execution_options(isolation_level="AUTOCOMMIT"),
         write_engine=write_engine,
-        sessionmaker=async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False),
-        write_sessionmaker=async_sessionmaker(
-            write_engine, class_=AsyncSession, expire_on_commit=False
-        ),
-        reads=reads,
+        read_places=settings.database_pool_size + settings.database_max_overflow,
+        write_places=None,
+        wait=settings.database_timeout,
     )
 
 
@@ -190,38 +311,60 @@ async def _close(session: AsyncSession) -> None:
         logger.warning("closing a session on a lost database connection failed: %s", exc)
 
 
-async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work; uncommitted work is rolled back when it closes.
+class UnitOfWorkMiddleware:
+    """Gives each HTTP request its unit of work, and ends it as the response starts.
 
-    On SQLite, requests that may write get a session on the single-writer engine, which
-    they hold only for their own statements: authentication and the loaders ran on the
-    read pool before it.
+    Ending it rolls back what was not committed and hands the connection (and the turn)
+    back before the client reads the answer. A pure ASGI middleware, not a dependency
+    with `yield`: that costs FastAPI an exit stack per request, on every route.
     """
-    database: Database = connection.app.state.database
-    method = connection.scope.get("method", "GET")
-    factory = database.sessionmaker if method in SAFE_METHODS else database.write_sessionmaker
-    session = factory()
-    try:
-        yield session
-    finally:
-        await _close(session)
+
+    def __init__(self, app: ASGIApp, *, database: Database) -> None:
+        self.app = app
+        self.database = database
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # Requests that may write get it on the writer (on SQLite the single writer),
+        # safe ones on the readers.
+        work = self.database.unit_of_work(write=scope["method"] not in SAFE_METHODS)
+        scope[UNIT_OF_WORK] = work
+
+        async def send_after_closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await work.close()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_after_closing)
+        finally:
+            await work.close()
+
+
+async def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
+    """The request's unit of work: one session for authentication, loaders and writes."""
+    work: UnitOfWork = connection.scope[UNIT_OF_WORK]
+    return work
+
+
+UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
+
+
+async def get_session(work: UnitOfWorkDep) -> AsyncSession:
+    return await work.session()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def statements(session: AsyncSession) -> QueryRunner:
-    """Prepared statements (core.prepared) in `session`'s transaction."""
-    return await in_session(session, DRIVERS[session.get_bind().dialect.name])
-
-
-async def get_reads(connection: HTTPConnection) -> QueryRunner:
-    """The prepared-query runner of the read pool (see core.prepared)."""
-    database: Database = connection.app.state.database
-    return database.reads
-
-
-ReadsDep = Annotated[QueryRunner, Depends(get_reads)]
+@asynccontextmanager
+async def idle(session: AsyncSession) -> AsyncIterator[None]:
+    """`UnitOfWork.idle` for the unit of work `session` belongs to."""
+    work: UnitOfWork = session.info[UNIT_OF_WORK]
+    async with work.idle():
+        yield
 
 
 def _without_nul(value: str) -> str:
@@ -261,11 +404,47 @@ async def insert_ignoring_duplicates(
     await session.exec(statement)
 
 
-async def release_connection(session: AsyncSession) -> None:
-    """End the session's read-only transaction so its connection returns to the pool.
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a table model.
 
-    Called before slow work that needs no database (password hashing), so a request
-    does not hold a connection, or on SQLite the single writer, while it waits.
-    Loaded objects stay usable: sessions are created with `expire_on_commit=False`.
+    Reads are Core statements over tables, not ORM queries: they skip the ORM's per-row
+    bookkeeping, and a read model validates each row they return.
     """
-    await session.commit()
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+def columns_of(model: type[SQLModel], shape: type[BaseModel]) -> list[Column[Any]]:
+    """The columns of `model`'s table that the read model `shape` has fields for."""
+    return [column for column in table_of(model).c if column.key in shape.model_fields]
+
+
+async def insert_returning(
+    session: AsyncSession, row: SQLModel, *, returning: Sequence[Column[Any]]
+) -> RowMapping:
+    """INSERT one row of a table model with Core, in the session's transaction.
+
+    The table model builds the values, so its defaults (`utcnow`, `version=1`) are
+    declared once, on the model; an unset autoincrement key is left to the database.
+    """
+    table = table_of(type(row))
+    values = {
+        name: value
+        for name, value in row.model_dump().items()
+        if not (value is None and table.c[name].primary_key)
+    }
+    result = await execute(session, insert(table).returning(*returning), values)
+    return result.mappings().one()
+
+
+async def execute(
+    session: AsyncSession,
+    statement: Executable,
+    parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+) -> CursorResult[Any]:
+    """Run a Core statement on the session's connection, in its transaction.
+
+    Reads and plain writes are Core: SQLModel's `exec` is for ORM queries of table models.
+    """
+    connection = await session.connection()
+    return await connection.execute(statement, parameters)

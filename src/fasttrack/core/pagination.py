@@ -11,11 +11,11 @@ from typing import Annotated, Any, Final, Generic, TypeVar, cast
 from fastapi import Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Integer, Select, bindparam
-from sqlalchemy.orm import Mapped, QueryableAttribute
+from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
+from fasttrack.core.db import execute
 from fasttrack.core.errors import UnprocessableEntity
-from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 100
@@ -24,6 +24,7 @@ _MAC_BYTES: Final = 12
 
 T = TypeVar("T")
 ItemT = TypeVar("ItemT")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class InvalidCursor(UnprocessableEntity):
@@ -111,37 +112,39 @@ class PageResult(Generic[T]):
     has_more: bool
 
 
-class KeysetList:
-    """One list endpoint: `statement` ordered by the unique column `key`, one page at a time.
+class KeysetList(Generic[ModelT]):
+    """One list endpoint: `statement` ordered by its unique integer column `key`, one
+    page at a time, each row validated as `model`.
 
     Keyset, not OFFSET: a page starts strictly after the last key the client saw, so rows
     inserted or deleted meanwhile never cause a duplicate or a skipped row. `filters`
-    are optional conditions `expression = :name`, applied when a value is given; each
-    combination of present filters and cursor is its own prepared query, built and
-    compiled on first use (see core.prepared).
+    are optional conditions `expression = :name`, applied when a value is given. Each
+    combination of present filters and cursor is one statement with bound parameters,
+    built on first use, so SQLAlchemy compiles it once and serves it from its cache.
     """
 
     def __init__(
         self,
         statement: Select[Any],
+        model: type[ModelT],
         *,
-        key: Mapped[int | None],
+        key: ColumnElement[int],
         descending: bool,
-        filters: Mapping[str, Mapped[Any] | ColumnElement[Any]] | None = None,
+        filters: Mapping[str, ColumnElement[Any]] | None = None,
     ) -> None:
-        attribute = cast("QueryableAttribute[int]", key)
         self._statement = statement
-        self._key = attribute
-        self._key_name = attribute.key
+        self._model = model
+        self._key = key
+        self._key_name = str(cast("Any", key).key)
         self._descending = descending
         self._filters = dict(filters or {})
-        self._queries: dict[tuple[frozenset[str], bool], PreparedQuery] = {}
-        table = attribute.class_.__tablename__
-        self.scope = f"{table}.{attribute.key}:{'desc' if descending else 'asc'}"
+        self._statements: dict[tuple[frozenset[str], bool], Select[Any]] = {}
+        table = cast("Any", key).table.name
+        self.scope = f"{table}.{self._key_name}:{'desc' if descending else 'asc'}"
 
-    def _query(self, filters: frozenset[str], *, after: bool) -> PreparedQuery:
-        query = self._queries.get((filters, after))
-        if query is None:
+    def _page_statement(self, filters: frozenset[str], *, after: bool) -> Select[Any]:
+        statement = self._statements.get((filters, after))
+        if statement is None:
             statement = self._statement.where(
                 *(self._filters[name] == bindparam(name) for name in sorted(filters))
             )
@@ -152,12 +155,12 @@ class KeysetList:
                 )
             order = self._key.desc() if self._descending else self._key.asc()
             statement = statement.order_by(order).limit(bindparam("limit", type_=Integer))
-            query = self._queries[(filters, after)] = PreparedQuery(statement)
-        return query
+            self._statements[(filters, after)] = statement
+        return statement
 
     async def page(
-        self, reads: QueryRunner, params: CursorParams, **values: Any
-    ) -> PageResult[Row]:
+        self, session: AsyncSession, params: CursorParams, **values: Any
+    ) -> PageResult[ModelT]:
         """One page; `values` holds the statement's parameters and the filters' values
         (None = filter not applied)."""
         present = frozenset(name for name in self._filters if values.get(name) is not None)
@@ -170,9 +173,12 @@ class KeysetList:
         scope = "&".join([self.scope, *(f"{name}={arguments[name]}" for name in sorted(arguments))])
         if params.cursor is not None:
             arguments["after"] = params.codec.decode(scope, params.cursor)
-        query = self._query(present, after=params.cursor is not None)
-        rows = await reads.all(query, **arguments, limit=params.limit + 1)
+        statement = self._page_statement(present, after=params.cursor is not None)
+        result = await execute(session, statement, {**arguments, "limit": params.limit + 1})
+        rows = result.mappings().all()
         has_more = len(rows) > params.limit
-        items = rows[: params.limit]
-        next_cursor = params.codec.encode(scope, items[-1][self._key_name]) if has_more else None
+        items = [self._model.model_validate(row) for row in rows[: params.limit]]
+        next_cursor = (
+            params.codec.encode(scope, rows[params.limit - 1][self._key_name]) if has_more else None
+        )
         return PageResult(items=items, next_cursor=next_cursor, has_more=has_more)

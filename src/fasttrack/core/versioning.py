@@ -1,12 +1,11 @@
 """Optimistic concurrency: ETags from version columns, If-Match preconditions."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Protocol, TypeVar, cast
 
 from fastapi import Depends, Header
 from sqlalchemy import inspect
-from sqlalchemy.orm.interfaces import ORMOption
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -67,7 +66,6 @@ async def save_versioned(
     apply: Callable[[VersionedT], Awaitable[None]],
     *,
     missing: type[NotFound],
-    load: Sequence[ORMOption] = (),
 ) -> VersionedT:
     """Read the row for update, check the precondition, let `apply` change it, commit.
 
@@ -76,11 +74,10 @@ async def save_versioned(
     state, If-Match is compared with the version no one else can change before the
     commit, and of two writers with the same If-Match exactly one wins. A row deleted since
     the request's loaders saw it is a 404 (`missing`): RFC 9110 §13.2.1 evaluates
-    preconditions only for a request that would otherwise succeed. `load` adds loader
-    options (related rows the change needs); only the row itself is locked.
+    preconditions only for a request that would otherwise succeed.
     """
     primary_key = inspect(model).primary_key[0]
-    statement = select(model).where(primary_key == row_id).options(*load).with_for_update(of=model)
+    statement = select(model).where(primary_key == row_id).with_for_update()
     row = (await session.exec(statement)).first()
     if row is None:
         raise missing()

@@ -10,6 +10,7 @@ from typing import Any, Final, Protocol
 
 from starlette.websockets import WebSocket
 
+from fasttrack.core.cache import Caches, user_scope
 from fasttrack.notifications.broker import Broker, Event
 from fasttrack.notifications.models import StoredNotification
 
@@ -91,12 +92,16 @@ class Connection:
 class Hub:
     """Holds every open connection of this process and delivers events to them.
 
-    Notifications and revocations are published through the broker, so with Redis a user
-    connected to any process receives them; each process delivers to its own sockets.
+    Notifications, revocations and cache invalidations are published through the broker,
+    so with Redis a user connected to any process receives them and no process keeps
+    serving what a change made stale; each process delivers to its own sockets and caches.
     """
 
-    def __init__(self, broker: Broker, observer: HubObserver | None = None) -> None:
+    def __init__(
+        self, broker: Broker, *, caches: Caches, observer: HubObserver | None = None
+    ) -> None:
         self._broker = broker
+        self._caches = caches
         self._observer = observer or NullObserver()
         self._connections: defaultdict[int, set[Connection]] = defaultdict(set)
 
@@ -145,10 +150,20 @@ class Hub:
             await self._publish({"kind": "notifications", "messages": messages})
 
     async def revoke(self, user_id: int, sids: Iterable[str] | None) -> None:
-        """Close the user's sockets opened by these sessions (all of them for None)."""
+        """Close the user's sockets opened by these sessions (all of them for None), and
+        forget the user's cached credentials everywhere."""
+        # Here at once, not when the broker brings the event back: the next request to
+        # this process must already see the revocation.
+        self._caches.invalidate([user_scope(user_id)])
         await self._publish(
             {"kind": "revocation", "user_id": user_id, "sids": None if sids is None else list(sids)}
         )
+
+    async def invalidate(self, scopes: Iterable[str]) -> None:
+        """Tell every process that what it cached from `scopes` is stale."""
+        names = list(scopes)
+        self._caches.invalidate(names)
+        await self._publish({"kind": "invalidation", "scopes": names})
 
     async def _publish(self, event: Event) -> None:
         try:
@@ -163,7 +178,10 @@ class Hub:
             for item in event["messages"]:
                 for connection in self.connections_of(item["user_id"]):
                     connection.push(item["message"])
+        elif kind == "invalidation":
+            self._caches.invalidate(event["scopes"])
         elif kind == "revocation":
+            self._caches.invalidate([user_scope(event["user_id"])])
             sids = event["sids"]
             for connection in self.connections_of(event["user_id"]):
                 if sids is None or connection.sid in sids:

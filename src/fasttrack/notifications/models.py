@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from sqlalchemy import JSON, Index
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import UTCDateTime, utcnow
+from fasttrack.core.db import NEVER_REUSE_IDS, UTCDateTime, utcnow
 
 
 class NotificationType(StrEnum):
@@ -18,7 +18,7 @@ class NotificationType(StrEnum):
 
 
 class Notification(SQLModel, table=True):
-    __table_args__ = (Index("ix_notification_user_id_id", "user_id", "id"),)
+    __table_args__ = (Index("ix_notification_user_id_id", "user_id", "id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id", ondelete="CASCADE")

@@ -5,10 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import IdPath, ReadsDep, SessionDep
+from fasttrack.core.db import IdPath, SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
-from fasttrack.core.prepared import Row
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.models import NotificationRead
 
@@ -18,14 +17,14 @@ router = APIRouter(prefix="/notifications", tags=["notifications"])
 @router.get("", response_model=Page[NotificationRead], responses=problem_responses(401, 422))
 async def list_notifications(
     user: CurrentUser,
-    reads: ReadsDep,
+    session: SessionDep,
     page: PageParams,
     unread: Annotated[
         bool | None, Query(description="`true`: only unread; `false`: only read.")
     ] = None,
-) -> PageResult[Row]:
+) -> PageResult[NotificationRead]:
     """The caller's notifications, newest first."""
-    return await notification_service.list_notifications(reads, user.id, page, unread=unread)
+    return await notification_service.list_notifications(session, user.id, page, unread=unread)
 
 
 @router.post("/read-all", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401))

@@ -7,9 +7,8 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.db import utcnow
+from fasttrack.core.db import columns_of, execute, table_of, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import PreparedInsert, PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.notifications.exceptions import NotificationNotFound
 from fasttrack.notifications.models import (
     Notification,
@@ -21,24 +20,27 @@ from fasttrack.users.models import UserRead
 
 REPLAY_BATCH: Final = 100
 
+NOTIFICATION: Final = table_of(Notification)
 _STORED: Final = columns_of(Notification, StoredNotification)
-_INSERT: Final = PreparedInsert(Notification, returning=_STORED)
-_MISSED: Final = PreparedQuery(
+# Rows in the order given: the recipients' inbox order is the order they were listed in.
+_INSERT: Final = sa.insert(NOTIFICATION).returning(*_STORED, sort_by_parameter_order=True)
+_MISSED: Final = (
     sa.select(*_STORED)
     .where(
-        col(Notification.user_id) == sa.bindparam("user_id"),
-        col(Notification.id) > sa.bindparam("since"),
+        NOTIFICATION.c.user_id == sa.bindparam("user_id"),
+        NOTIFICATION.c.id > sa.bindparam("since"),
     )
-    .order_by(col(Notification.id))
+    .order_by(NOTIFICATION.c.id)
     .limit(sa.bindparam("limit", type_=sa.Integer))
 )
 _INBOX: Final = KeysetList(
     sa.select(*columns_of(Notification, NotificationRead)).where(
-        col(Notification.user_id) == sa.bindparam("user_id")
+        NOTIFICATION.c.user_id == sa.bindparam("user_id")
     ),
-    key=col(Notification.id),
+    NotificationRead,
+    key=NOTIFICATION.c.id,
     descending=True,
-    filters={"unread": col(Notification.read_at).is_(None)},
+    filters={"unread": NOTIFICATION.c.read_at.is_(None)},
 )
 
 
@@ -47,29 +49,31 @@ def _actor(user: UserRead) -> dict[str, Any]:
 
 
 async def notify(
-    runner: QueryRunner,
+    session: AsyncSession,
     recipients: Iterable[int | None],
     kind: NotificationType,
     data: dict[str, Any],
     *,
     actor: UserRead,
 ) -> list[StoredNotification]:
-    """Store one inbox row per recipient with the statements of the caller's transaction.
+    """Store one inbox row per recipient, in one statement of the caller's transaction.
 
     The person who caused the event is never told about it, and nobody is told twice.
     The caller commits; pushing to live connections happens after that commit.
     """
-    return [
-        StoredNotification.model_validate(
-            await _INSERT.one(runner, user_id=user_id, type=kind.value, data=data)
-        )
+    rows = [
+        Notification(user_id=user_id, type=kind.value, data=data).model_dump(exclude={"id"})
         for user_id in dict.fromkeys(recipients)
         if user_id is not None and user_id != actor.id
     ]
+    if not rows:
+        return []
+    result = await execute(session, _INSERT, rows)
+    return [StoredNotification.model_validate(row) for row in result.mappings()]
 
 
 async def task_assigned(
-    runner: QueryRunner,
+    session: AsyncSession,
     *,
     task_id: int | None,
     task_title: str,
@@ -85,11 +89,11 @@ async def task_assigned(
         "project_name": project_name,
         "assigned_by": _actor(actor),
     }
-    return await notify(runner, [assignee_id], NotificationType.task_assigned, data, actor=actor)
+    return await notify(session, [assignee_id], NotificationType.task_assigned, data, actor=actor)
 
 
 async def status_changed(
-    runner: QueryRunner,
+    session: AsyncSession,
     *,
     task_id: int | None,
     task_title: str,
@@ -105,11 +109,11 @@ async def status_changed(
         "new": new,
         "changed_by": _actor(actor),
     }
-    return await notify(runner, recipients, NotificationType.status_changed, data, actor=actor)
+    return await notify(session, recipients, NotificationType.status_changed, data, actor=actor)
 
 
 async def comment_added(
-    runner: QueryRunner,
+    session: AsyncSession,
     *,
     task_id: int | None,
     comment_id: int | None,
@@ -122,13 +126,13 @@ async def comment_added(
         "author_id": actor.id,
         "author_name": actor.display_name,
     }
-    return await notify(runner, recipients, NotificationType.comment_added, data, actor=actor)
+    return await notify(session, recipients, NotificationType.comment_added, data, actor=actor)
 
 
 async def list_notifications(
-    reads: QueryRunner, user_id: int, params: CursorParams, *, unread: bool | None = None
-) -> PageResult[Row]:
-    return await _INBOX.page(reads, params, user_id=user_id, unread=unread)
+    session: AsyncSession, user_id: int, params: CursorParams, *, unread: bool | None = None
+) -> PageResult[NotificationRead]:
+    return await _INBOX.page(session, params, user_id=user_id, unread=unread)
 
 
 async def mark_read(session: AsyncSession, user: UserRead, notification_id: int) -> None:
@@ -158,8 +162,9 @@ async def mark_all_read(session: AsyncSession, user: UserRead) -> None:
 
 
 async def missed_since(
-    reads: QueryRunner, user_id: int, since: int, *, limit: int = REPLAY_BATCH
+    session: AsyncSession, user_id: int, since: int, *, limit: int = REPLAY_BATCH
 ) -> list[StoredNotification]:
     """The user's notifications with an id above `since`, oldest first, one batch."""
-    rows = await reads.all(_MISSED, user_id=user_id, since=since, limit=limit)
-    return [StoredNotification.model_validate(row) for row in rows]
+    parameters = {"user_id": user_id, "since": since, "limit": limit}
+    result = await execute(session, _MISSED, parameters)
+    return [StoredNotification.model_validate(row) for row in result.mappings()]

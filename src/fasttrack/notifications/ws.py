@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fasttrack.auth import service as auth_service
-from fasttrack.auth.service import Principal
-from fasttrack.auth.tokens import Claims, TokenService, TokenType
+from fasttrack.auth.service import Principal, PrincipalCache
+from fasttrack.auth.tokens import Claims, TokenService
 from fasttrack.core.config import Settings
 from fasttrack.core.db import MAX_ID, Database, utcnow
 from fasttrack.core.errors import Unauthorized, is_database_unavailable
@@ -97,9 +97,10 @@ class Session:
     async def _replay(self, since: int) -> None:
         after = since
         while True:
-            batch = await notification_service.missed_since(
-                self.database.reads, self.connection.user_id, after
-            )
+            async with self.database.session(write=False) as session:
+                batch = await notification_service.missed_since(
+                    session, self.connection.user_id, after
+                )
             for notification in batch:
                 await self.connection.websocket.send_json(notification_message(notification))
                 self.hub.delivered()
@@ -174,8 +175,10 @@ class Session:
                 return
 
     async def _still_authorised(self) -> bool:
+        # From the database, not the cache: this check backs up revocations a broker lost.
         try:
-            await auth_service.load_principal(self.database.reads, self.claims)
+            async with self.database.session(write=False) as session:
+                await auth_service.load_principal(session, self.claims)
         except Unauthorized:
             return False
         except Exception as exc:
@@ -188,14 +191,14 @@ class Session:
 
 
 async def authenticate(
-    token: str | None, *, tokens: TokenService, database: Database
+    token: str | None, *, tokens: TokenService, database: Database, cache: PrincipalCache
 ) -> Principal | None:
     """The same checks as HTTP bearer authentication; None when any of them fails."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
-        claims = tokens.decode(token, TokenType.access)
-        return await auth_service.load_principal(database.reads, claims)
+        async with database.unit_of_work(write=False) as work:
+            return await auth_service.principal_for(token, tokens=tokens, work=work, cache=cache)
     except Unauthorized:
         return None
 
@@ -211,7 +214,9 @@ async def notifications_socket(
     state = websocket.app.state
     await websocket.accept()
     try:
-        principal = await authenticate(token, tokens=state.tokens, database=state.database)
+        principal = await authenticate(
+            token, tokens=state.tokens, database=state.database, cache=state.principals
+        )
     except Exception as exc:
         if not is_database_unavailable(exc):
             raise

@@ -9,7 +9,7 @@ from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import NEVER_REUSE_IDS, NO_NUL, UTCDateTime, enum_type, utcnow
 
 ProjectName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_NUL
@@ -23,7 +23,7 @@ class ProjectStatus(StrEnum):
 
 
 class Project(SQLModel, table=True):
-    __table_args__ = (Index("ix_project_owner_id_id", "owner_id", "id"),)
+    __table_args__ = (Index("ix_project_owner_id_id", "owner_id", "id"), NEVER_REUSE_IDS)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
@@ -63,6 +63,14 @@ class ProjectUpdate(SQLModel):
     name: ProjectName = Field(default=None)
     description: ProjectDescription | None = None
     status: ProjectStatus = Field(default=None)
+
+
+class ProjectSummary(BaseModel):
+    """What the routes of a project's tasks need of it: who owns it, and its name."""
+
+    id: int
+    name: str
+    owner_id: int
 
 
 class TaskCounts(BaseModel):

@@ -5,14 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import ReadsDep, SessionDep
+from fasttrack.core.cache import project_scope, project_tasks_scope
+from fasttrack.core.db import SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
-from fasttrack.core.prepared import Row
 from fasttrack.core.routing import url_for
 from fasttrack.core.versioning import IfMatchDep, etag
+from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.projects import service as project_service
-from fasttrack.projects.dependencies import VisibleProject
+from fasttrack.projects.dependencies import VisibleProject, VisibleProjectSummary
 from fasttrack.projects.models import (
     Project,
     ProjectCreate,
@@ -52,12 +53,12 @@ async def create_project(
 @router.get("", response_model=Page[ProjectRead], responses=problem_responses(401, 422))
 async def list_projects(
     user: CurrentUser,
-    reads: ReadsDep,
+    session: SessionDep,
     page: PageParams,
     status: Annotated[ProjectStatus | None, Query()] = None,
-) -> PageResult[Row]:
+) -> PageResult[ProjectRead]:
     """The caller's projects (an admin sees all), newest first, optionally by `status`."""
-    return await project_service.list_projects(reads, page, viewer=user, status=status)
+    return await project_service.list_projects(session, page, viewer=user, status=status)
 
 
 @router.get(
@@ -77,15 +78,17 @@ async def get_project(project: VisibleProject, response: Response) -> ProjectRea
     responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 412, 422)},
 )
 async def update_project(
-    project: VisibleProject,
+    project: VisibleProjectSummary,
     changes: ProjectUpdate,
     if_match: IfMatchDep,
-    session: SessionDep,
+    broadcast: BroadcastDep,
     response: Response,
+    session: SessionDep,
 ) -> Project:
     """Change name, description or status (owner or admin). With `If-Match`, applies only
     if the project still has that ETag (412 `precondition_failed` otherwise)."""
     updated = await project_service.update(session, project.id, changes, if_match=if_match)
+    await broadcast.invalidation([project_scope(project.id)])
     response.headers["ETag"] = etag(updated.version)
     return updated
 
@@ -95,6 +98,9 @@ async def update_project(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 404, 422),
 )
-async def delete_project(project: VisibleProject, session: SessionDep) -> None:
+async def delete_project(
+    project: VisibleProjectSummary, broadcast: BroadcastDep, session: SessionDep
+) -> None:
     """Delete a project with its tasks and their comments (owner or admin)."""
     await project_service.delete(session, project.id)
+    await broadcast.invalidation([project_scope(project.id), project_tasks_scope(project.id)])

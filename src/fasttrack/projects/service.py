@@ -1,14 +1,15 @@
-"""Projects: visibility, CRUD with optimistic concurrency, and derived task counts."""
+"""Projects: visibility, CRUD with optimistic concurrency, and the task counts."""
 
+import logging
 from typing import Final
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.db import Database, utcnow
+from fasttrack.core.cache import ExactCache, project_scope
+from fasttrack.core.db import UnitOfWork, columns_of, execute, table_of, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.projects.exceptions import ProjectNotFound
 from fasttrack.projects.models import (
@@ -16,11 +17,14 @@ from fasttrack.projects.models import (
     ProjectCreate,
     ProjectRead,
     ProjectStatus,
+    ProjectSummary,
     ProjectUpdate,
 )
 from fasttrack.tasks.models import Task, TaskStatus
 from fasttrack.users import service as user_service
 from fasttrack.users.models import Role, UserRead
+
+logger = logging.getLogger("fasttrack.projects")
 
 COUNT_COLUMNS: Final = {
     TaskStatus.todo: "todo_count",
@@ -28,39 +32,64 @@ COUNT_COLUMNS: Final = {
     TaskStatus.done: "done_count",
 }
 
+PROJECT: Final = table_of(Project)
 _PROJECTS: Final = sa.select(*columns_of(Project, ProjectRead))
 # Only the owner and admins see a project; for anyone else it does not exist.
-_VISIBLE: Final = PreparedQuery(
-    _PROJECTS.where(
-        col(Project.id) == sa.bindparam("project_id"),
-        sa.or_(user_service.VIEWER_IS_ADMIN, col(Project.owner_id) == user_service.VIEWER_ID),
-    )
+_VISIBLE: Final = _PROJECTS.where(
+    PROJECT.c.id == sa.bindparam("project_id"),
+    sa.or_(user_service.VIEWER_IS_ADMIN, PROJECT.c.owner_id == user_service.VIEWER_ID),
+)
+_SUMMARY: Final = sa.select(*columns_of(Project, ProjectSummary)).where(
+    PROJECT.c.id == sa.bindparam("project_id")
 )
 # An admin lists every project: the owner filter is then left out of the query.
 _LIST: Final = KeysetList(
     _PROJECTS,
-    key=col(Project.id),
+    ProjectRead,
+    key=PROJECT.c.id,
     descending=True,
-    filters={"owner_id": col(Project.owner_id), "status": col(Project.status)},
+    filters={"owner_id": PROJECT.c.owner_id, "status": PROJECT.c.status},
 )
+
+# Summaries by project id, exact (see core.cache): a change to the project's own fields
+# invalidates its scope. Task changes do not: the counts are not part of a summary.
+SummaryCache = ExactCache[int, ProjectSummary]
 
 
 async def get_visible(
-    reads: QueryRunner, project_id: int, *, viewer: UserRead
+    session: AsyncSession, project_id: int, *, viewer: UserRead
 ) -> ProjectRead | None:
-    row = await reads.one_or_none(_VISIBLE, project_id=project_id, **user_service.as_viewer(viewer))
+    parameters = {"project_id": project_id, **user_service.as_viewer(viewer)}
+    row = (await execute(session, _VISIBLE, parameters)).mappings().first()
     return None if row is None else ProjectRead.model_validate(row)
 
 
+async def get_visible_summary(
+    work: UnitOfWork, project_id: int, *, viewer: UserRead, cache: SummaryCache
+) -> ProjectSummary | None:
+    """The summary of a project the viewer may see (its owner or an admin), or None."""
+    summary = cache.get(project_id)
+    if summary is None:
+        since = cache.since()
+        session = await work.session()
+        parameters = {"project_id": project_id}
+        row = (await execute(session, _SUMMARY, parameters)).mappings().first()
+        if row is None:
+            return None
+        summary = ProjectSummary.model_validate(row)
+        cache.put(project_id, summary, scopes=[project_scope(project_id)], since=since)
+    return summary if viewer.role is Role.admin or summary.owner_id == viewer.id else None
+
+
 async def list_projects(
-    reads: QueryRunner,
+    session: AsyncSession,
     params: CursorParams,
     *,
     viewer: UserRead,
     status: ProjectStatus | None = None,
-) -> PageResult[Row]:
+) -> PageResult[ProjectRead]:
     owner_id = None if viewer.role is Role.admin else viewer.id
-    return await _LIST.page(reads, params, owner_id=owner_id, status=status)
+    return await _LIST.page(session, params, owner_id=owner_id, status=status)
 
 
 async def create(session: AsyncSession, body: ProjectCreate, *, owner: UserRead) -> Project:
@@ -96,31 +125,8 @@ async def delete(session: AsyncSession, project_id: int) -> None:
     await session.commit()
 
 
-async def recompute_task_counts(session: AsyncSession, project_id: int) -> None:
-    """Store a project's task counts, counted from its tasks (idempotent)."""
-    # Lock the project row first (PostgreSQL; SQLite writers are serialised anyway): the
-    # UPDATE below then counts from a snapshot taken after every earlier refresh of this
-    # project committed, so a slower, older count can never overwrite a newer one.
-    locked = select(Project.id).where(Project.id == project_id).with_for_update()
-    if (await session.exec(locked)).first() is None:
-        return
-    counts = {
-        column: select(sa.func.count())
-        .where(col(Task.project_id) == project_id, col(Task.status) == status)
-        .scalar_subquery()
-        for status, column in COUNT_COLUMNS.items()
-    }
-    # A Core UPDATE: derived data does not bump the version, so ETags stay valid.
-    await session.exec(sa.update(Project).where(col(Project.id) == project_id).values(counts))
-    await session.commit()
-
-
 async def stale_task_counts(session: AsyncSession) -> list[int]:
-    """The projects whose stored task counts differ from their tasks, in one aggregate.
-
-    Counts are refreshed after the change commits, so a process that dies in between
-    (kill -9, power loss) leaves them stale until the project's next task change.
-    """
+    """The projects whose stored task counts differ from their tasks, in one aggregate."""
     actual = (
         select(
             col(Task.project_id).label("project_id"),
@@ -145,37 +151,46 @@ async def stale_task_counts(session: AsyncSession) -> list[int]:
     return [project_id for project_id in (await session.exec(statement)).all() if project_id]
 
 
-class TaskCountRefresher:
-    """Runs `recompute_task_counts` after task changes, as a background job.
+async def lock(session: AsyncSession, project_id: int) -> str | None:
+    """Lock a project's row for the rest of the transaction; its name, or None if gone.
 
-    A burst of changes to one project needs one recount, not one each: while a refresh
-    of a project runs, further requests only mark it dirty, and the running refresh
-    counts again once it is done. Every change is still followed by a recount that
-    started after it was committed.
+    Every change to a project's tasks takes this lock first (PostgreSQL; on SQLite the
+    writer holds the whole database): the counts trigger updates the project row, and a
+    task change that held its task row while waiting for the project's could deadlock
+    with a project deletion, which holds the project row while cascading to the tasks.
     """
+    # FOR NO KEY UPDATE: new tasks may still reference the row (their foreign key check).
+    locked = select(Project.name).where(Project.id == project_id).with_for_update(key_share=True)
+    return (await session.exec(locked)).first()
 
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._dirty: set[int] = set()
-        self._running: set[int] = set()
 
-    async def refresh(self, project_id: int) -> None:
-        self._dirty.add(project_id)
-        if project_id in self._running:
-            return
-        self._running.add(project_id)
-        try:
-            while project_id in self._dirty:
-                self._dirty.discard(project_id)
-                async with self._database.write_sessionmaker() as session:
-                    await recompute_task_counts(session, project_id)
-        finally:
-            self._running.discard(project_id)
+async def recount(session: AsyncSession, project_id: int) -> None:
+    """Store a project's task counts, counted from its tasks. Flushes only."""
+    # Locked first: the UPDATE below then counts from a snapshot in which no task change
+    # of this project is still in flight, as each of those holds the row until it commits.
+    if await lock(session, project_id) is None:
+        return
+    counts = {
+        column: select(sa.func.count())
+        .where(col(Task.project_id) == project_id, col(Task.status) == status)
+        .scalar_subquery()
+        for status, column in COUNT_COLUMNS.items()
+    }
+    # A Core UPDATE: derived data does not bump the version, so ETags stay valid.
+    await session.exec(sa.update(Project).where(col(Project.id) == project_id).values(counts))
 
-    async def repair(self) -> list[int]:
-        """Recount every project whose counts are stale (after an unclean stop); return them."""
-        async with self._database.sessionmaker() as session:
-            stale = await stale_task_counts(session)
-        for project_id in stale:
-            await self.refresh(project_id)
-        return stale
+
+async def repair_task_counts(session: AsyncSession) -> list[int]:
+    """Recount every project whose stored counts drifted from its tasks; return them.
+
+    The counts follow each task change in its own transaction (a trigger), so they drift
+    only when tasks change around that: rows written with the trigger dropped, a restore
+    of one table without the other.
+    """
+    stale = await stale_task_counts(session)
+    for project_id in stale:
+        await recount(session, project_id)
+        await session.commit()
+    if stale:
+        logger.warning("repaired the drifted task counts of %d projects", len(stale))
+    return stale

@@ -3,9 +3,10 @@
 from typing import Annotated
 
 from fastapi import Depends, Query
+from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import MAX_ID, IdPath, ReadsDep
+from fasttrack.core.db import MAX_ID, IdPath, UnitOfWorkDep
 from fasttrack.core.errors import Forbidden
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
@@ -13,9 +14,13 @@ from fasttrack.tasks.models import Priority, TaskStatus, TaskView
 from fasttrack.tasks.service import TaskFilters
 
 
-async def get_visible_task(task_id: IdPath, user: CurrentUser, reads: ReadsDep) -> TaskView:
+async def get_visible_task(
+    task_id: IdPath, user: CurrentUser, work: UnitOfWorkDep, connection: HTTPConnection
+) -> TaskView:
     # Missing and invisible look the same (404): nothing leaks about other people's projects.
-    task = await task_service.get_visible(reads, task_id, viewer=user)
+    task = await task_service.get_visible(
+        work, task_id, viewer=user, cache=connection.app.state.task_cache
+    )
     if task is None:
         raise TaskNotFound()
     return task

@@ -9,7 +9,7 @@ from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
 
-from fasttrack.core.db import MAX_ID, NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import MAX_ID, NEVER_REUSE_IDS, NO_NUL, UTCDateTime, enum_type, utcnow
 
 if TYPE_CHECKING:
     from fasttrack.projects.models import Project
@@ -37,6 +37,7 @@ class Task(SQLModel, table=True):
         Index("ix_task_project_id_id", "project_id", "id"),
         Index("ix_task_assignee_id_id", "assignee_id", "id"),
         Index("ix_task_project_id_status", "project_id", "status"),
+        NEVER_REUSE_IDS,
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -8,16 +8,15 @@ from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.background import BackgroundJobs
-from fasttrack.core.db import ReadsDep, SessionDep
+from fasttrack.core.cache import project_tasks_scope
+from fasttrack.core.db import SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
-from fasttrack.core.prepared import Row
 from fasttrack.core.routing import url_for
 from fasttrack.core.versioning import IfMatchDep, etag
+from fasttrack.notifications.dependencies import Broadcast, BroadcastDep
 from fasttrack.notifications.email import EmailSender, assignment_email
-from fasttrack.notifications.hub import Hub
-from fasttrack.projects.dependencies import VisibleProject
-from fasttrack.projects.service import TaskCountRefresher
+from fasttrack.projects.dependencies import VisibleProjectSummary
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.dependencies import ManagedTask, TaskFiltersDep, VisibleTask
 from fasttrack.tasks.models import TaskCreate, TaskRead, TaskUpdate, TaskView
@@ -33,19 +32,18 @@ ETAG_HEADER = {
 
 @dataclass(frozen=True, slots=True)
 class FollowUp:
-    """The work that follows a committed task change: push its notifications, then
-    schedule the task counts refresh and the assignment e-mail in the background."""
+    """The work that follows a committed task change: tell every process its project
+    (and so the task and the counts) changed, push the notifications, and schedule the
+    assignment e-mail in the background."""
 
-    hub: Hub
+    broadcast: Broadcast
     jobs: BackgroundJobs
-    task_counts: TaskCountRefresher
     email_sender: EmailSender
 
     async def __call__(self, change: TaskChange, *, actor: UserRead) -> None:
-        await self.hub.publish(change.notifications)
         task = change.task
-        if change.moves_counts:
-            self.recount(task.project_id)
+        await self.broadcast.invalidation([project_tasks_scope(task.project_id)])
+        await self.broadcast.notifications(change.notifications)
         if change.new_assignee is not None:
             message = assignment_email(
                 to=change.new_assignee.email,
@@ -56,18 +54,14 @@ class FollowUp:
             )
             self.jobs.add("assignment-email", self.email_sender.send, message)
 
-    def recount(self, project_id: int) -> None:
-        self.jobs.add("refresh-task-counts", self.task_counts.refresh, project_id)
 
-
-async def get_follow_up(connection: HTTPConnection, tasks: BackgroundTasks) -> FollowUp:
-    # One dependency rather than four: each costs FastAPI a resolution per request.
-    state = connection.app.state
+async def get_follow_up(
+    connection: HTTPConnection, tasks: BackgroundTasks, broadcast: BroadcastDep
+) -> FollowUp:
     return FollowUp(
-        hub=state.hub,
+        broadcast=broadcast,
         jobs=BackgroundJobs(tasks),
-        task_counts=state.task_counts,
-        email_sender=state.email_sender,
+        email_sender=connection.app.state.email_sender,
     )
 
 
@@ -81,13 +75,13 @@ FollowUpDep = Annotated[FollowUp, Depends(get_follow_up)]
     responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
 )
 async def create_task(
-    project: VisibleProject,
+    project: VisibleProjectSummary,
     body: TaskCreate,
     user: CurrentUser,
-    session: SessionDep,
     follow_up: FollowUpDep,
     request: Request,
     response: Response,
+    session: SessionDep,
 ) -> TaskView:
     """Create a task in a project (owner or admin). `assignee_id` must be an existing,
     active user (422 otherwise); the assignee is notified (`task_assigned`) and e-mailed."""
@@ -104,11 +98,11 @@ async def create_task(
     responses=problem_responses(401, 404, 422),
 )
 async def list_project_tasks(
-    project: VisibleProject, filters: TaskFiltersDep, page: PageParams, reads: ReadsDep
-) -> PageResult[Row]:
+    project: VisibleProjectSummary, filters: TaskFiltersDep, page: PageParams, session: SessionDep
+) -> PageResult[TaskRead]:
     """A project's tasks, newest first (owner or admin), filtered by `status`,
     `priority` and `assignee_id`."""
-    return await task_service.list_project_tasks(reads, project.id, page, filters=filters)
+    return await task_service.list_project_tasks(session, project.id, page, filters=filters)
 
 
 @router.get(
@@ -117,11 +111,11 @@ async def list_project_tasks(
     responses=problem_responses(401, 422),
 )
 async def list_my_tasks(
-    user: CurrentUser, filters: TaskFiltersDep, page: PageParams, reads: ReadsDep
-) -> PageResult[Row]:
+    user: CurrentUser, filters: TaskFiltersDep, page: PageParams, session: SessionDep
+) -> PageResult[TaskRead]:
     """Tasks assigned to the caller across all projects, newest first, with the same
     filters as a project's task list."""
-    return await task_service.list_assigned_tasks(reads, user.id, page, filters=filters)
+    return await task_service.list_assigned_tasks(session, user.id, page, filters=filters)
 
 
 @router.get(
@@ -165,7 +159,7 @@ async def update_task(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 422),
 )
-async def delete_task(task: ManagedTask, session: SessionDep, follow_up: FollowUpDep) -> None:
+async def delete_task(task: ManagedTask, session: SessionDep, broadcast: BroadcastDep) -> None:
     """Delete a task and its comments (owner or admin; the assignee gets 403)."""
-    await task_service.delete(session, task.id)
-    follow_up.recount(task.project_id)
+    await task_service.delete(session, task)
+    await broadcast.invalidation([project_tasks_scope(task.project_id)])

@@ -1,23 +1,22 @@
 """Tasks: visibility, the status workflow, assignment and field rules (SPEC §4, §5 Tasks)."""
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import QueryableAttribute, joinedload
-from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.db import statements, utcnow
+from fasttrack.core.cache import ExactCache, project_tasks_scope
+from fasttrack.core.db import UnitOfWork, columns_of, execute, insert_returning, table_of, utcnow
 from fasttrack.core.errors import Forbidden
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import PreparedInsert, PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.models import StoredNotification
+from fasttrack.projects import service as project_service
 from fasttrack.projects.exceptions import ProjectNotFound
-from fasttrack.projects.models import Project, ProjectRead
+from fasttrack.projects.models import Project, ProjectSummary
 from fasttrack.tasks.exceptions import InvalidAssignee, InvalidTransition, TaskNotFound
 from fasttrack.tasks.models import (
     Priority,
@@ -40,41 +39,46 @@ ALLOWED_MOVES: Final = frozenset(
     }
 )
 ASSIGNEE_FIELDS: Final = frozenset({"status"})
-# SQLModel types a relationship attribute as its target model; loader options want the
-# instrumented attribute it really is.
-TASK_PROJECT: Final = cast("QueryableAttribute[Project]", Task.project)
 
+TASK: Final = table_of(Task)
+PROJECT: Final = table_of(Project)
 # On (task JOIN project): the tasks the caller may see, those of projects they own and
 # those assigned to them, or all of them for an admin.
 VISIBLE_TO_VIEWER: Final = sa.or_(
     user_service.VIEWER_IS_ADMIN,
-    col(Project.owner_id) == user_service.VIEWER_ID,
-    col(Task.assignee_id) == user_service.VIEWER_ID,
+    PROJECT.c.owner_id == user_service.VIEWER_ID,
+    TASK.c.assignee_id == user_service.VIEWER_ID,
 )
-_VISIBLE: Final = PreparedQuery(
-    sa.select(*columns_of(Task, TaskView), col(Project.owner_id).label("project_owner_id"))
-    .join(Project, col(Project.id) == Task.project_id)
-    .where(col(Task.id) == sa.bindparam("task_id"), VISIBLE_TO_VIEWER)
+_VIEW_COLUMNS: Final = columns_of(Task, TaskView)
+_TASK: Final = (
+    sa.select(*_VIEW_COLUMNS, PROJECT.c.owner_id.label("project_owner_id"))
+    .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
+    .where(TASK.c.id == sa.bindparam("task_id"))
 )
-_INSERT: Final = PreparedInsert(Task, returning=columns_of(Task, TaskView))
 _TASKS: Final = sa.select(*columns_of(Task, TaskRead))
 _FILTERS: Final = {
-    "status": col(Task.status),
-    "priority": col(Task.priority),
-    "assignee_id": col(Task.assignee_id),
+    "status": TASK.c.status,
+    "priority": TASK.c.priority,
+    "assignee_id": TASK.c.assignee_id,
 }
 _PROJECT_TASKS: Final = KeysetList(
-    _TASKS.where(col(Task.project_id) == sa.bindparam("project_id")),
-    key=col(Task.id),
+    _TASKS.where(TASK.c.project_id == sa.bindparam("project_id")),
+    TaskRead,
+    key=TASK.c.id,
     descending=True,
     filters=_FILTERS,
 )
 _ASSIGNED_TASKS: Final = KeysetList(
-    _TASKS.where(col(Task.assignee_id) == sa.bindparam("user_id")),
-    key=col(Task.id),
+    _TASKS.where(TASK.c.assignee_id == sa.bindparam("user_id")),
+    TaskRead,
+    key=TASK.c.id,
     descending=True,
     filters=_FILTERS,
 )
+
+# Tasks by id, exact (see core.cache): every task change invalidates the scope of its
+# project's tasks.
+TaskCache = ExactCache[int, TaskView]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,74 +97,82 @@ class TaskChange:
     changed: frozenset[str]
     previous: dict[str, Any] = field(default_factory=dict)
     new_assignee: UserRead | None = None
-    created: bool = False
     notifications: list[StoredNotification] = field(default_factory=list)
 
-    @property
-    def moves_counts(self) -> bool:
-        return self.created or "status" in self.changed
+
+def can_see(task: TaskView, viewer: UserRead) -> bool:
+    return viewer.role is Role.admin or viewer.id in (task.project_owner_id, task.assignee_id)
 
 
 def can_manage(task: TaskView, user: UserRead) -> bool:
     return user.role is Role.admin or task.project_owner_id == user.id
 
 
-async def get_visible(reads: QueryRunner, task_id: int, *, viewer: UserRead) -> TaskView | None:
-    row = await reads.one_or_none(_VISIBLE, task_id=task_id, **user_service.as_viewer(viewer))
-    return None if row is None else TaskView.model_validate(row)
+async def get_visible(
+    work: UnitOfWork, task_id: int, *, viewer: UserRead, cache: TaskCache
+) -> TaskView | None:
+    task = cache.get(task_id)
+    if task is None:
+        since = cache.since()
+        session = await work.session()
+        row = (await execute(session, _TASK, {"task_id": task_id})).mappings().first()
+        if row is None:
+            return None
+        task = TaskView.model_validate(row)
+        cache.put(task_id, task, scopes=[project_tasks_scope(task.project_id)], since=since)
+    return task if can_see(task, viewer) else None
 
 
 async def list_project_tasks(
-    reads: QueryRunner, project_id: int, params: CursorParams, *, filters: TaskFilters
-) -> PageResult[Row]:
-    return await _PROJECT_TASKS.page(reads, params, project_id=project_id, **asdict(filters))
+    session: AsyncSession, project_id: int, params: CursorParams, *, filters: TaskFilters
+) -> PageResult[TaskRead]:
+    return await _PROJECT_TASKS.page(session, params, project_id=project_id, **asdict(filters))
 
 
 async def list_assigned_tasks(
-    reads: QueryRunner, user_id: int, params: CursorParams, *, filters: TaskFilters
-) -> PageResult[Row]:
-    return await _ASSIGNED_TASKS.page(reads, params, user_id=user_id, **asdict(filters))
+    session: AsyncSession, user_id: int, params: CursorParams, *, filters: TaskFilters
+) -> PageResult[TaskRead]:
+    return await _ASSIGNED_TASKS.page(session, params, user_id=user_id, **asdict(filters))
 
 
-async def _assignable_user(runner: QueryRunner, user_id: int | None) -> UserRead | None:
+async def _assignable_user(session: AsyncSession, user_id: int | None) -> UserRead | None:
     if user_id is None:
         return None
-    user = await user_service.get(runner, user_id)
+    user = await user_service.get(session, user_id)
     if user is None or not user.is_active:
         raise InvalidAssignee()
     return user
 
 
 async def create(
-    session: AsyncSession, project: ProjectRead, body: TaskCreate, *, actor: UserRead
+    session: AsyncSession, project: ProjectSummary, body: TaskCreate, *, actor: UserRead
 ) -> TaskChange:
-    run = await statements(session)
-    assignee = await _assignable_user(run, body.assignee_id)
+    """Insert a task, and notify its assignee in the same transaction. The project's
+    counts follow in that transaction too (a trigger of the task table)."""
+    assignee = await _assignable_user(session, body.assignee_id)
     completed_at = utcnow() if body.status is TaskStatus.done else None
+    new = Task(**body.model_dump(), project_id=project.id, completed_at=completed_at)
     try:
-        row = await _INSERT.one(
-            run, **body.model_dump(), project_id=project.id, completed_at=completed_at
-        )
+        row = await insert_returning(session, new, returning=_VIEW_COLUMNS)
     except IntegrityError:
         # The project was deleted after this request loaded it; the foreign key refuses
         # the orphan. (Users are never deleted, only deactivated, so it is not the assignee.)
         await session.rollback()
         raise ProjectNotFound() from None
     task = TaskView.model_validate({**row, "project_owner_id": project.owner_id})
-    notifications = await _notify_assignment(run, task, project.name, assignee, actor=actor)
+    notifications = await _notify_assignment(session, task, project.name, assignee, actor=actor)
     await session.commit()
     return TaskChange(
         task=task,
         project_name=project.name,
         changed=frozenset(body.model_fields_set),
         new_assignee=assignee,
-        created=True,
         notifications=notifications,
     )
 
 
 async def _notify_assignment(
-    runner: QueryRunner,
+    session: AsyncSession,
     task: Task | TaskRead,
     project_name: str,
     assignee: UserRead | None,
@@ -170,7 +182,7 @@ async def _notify_assignment(
     if assignee is None:
         return []
     return await notification_service.task_assigned(
-        runner,
+        session,
         task_id=task.id,
         task_title=task.title,
         project_id=task.project_id,
@@ -197,17 +209,19 @@ async def update(
     requested = changes.model_dump(exclude_unset=True)
     if not can_manage(task, actor) and requested.keys() - ASSIGNEE_FIELDS:
         raise Forbidden("An assignee may only change the status of a task")
+    project_name = await project_service.lock(session, task.project_id)
+    if project_name is None:
+        raise TaskNotFound()
     outcome: dict[str, Any] = {}
 
     async def apply(row: Task) -> None:
-        run = await statements(session)
         changed = {name: value for name, value in requested.items() if getattr(row, name) != value}
         previous = {name: getattr(row, name) for name in changed}
         new_status = changed.get("status")
         if new_status is not None and (row.status, new_status) not in ALLOWED_MOVES:
             raise InvalidTransition(f"A task cannot move from {row.status} to {new_status}")
         assignee = (
-            await _assignable_user(run, changed["assignee_id"])
+            await _assignable_user(session, changed["assignee_id"])
             if "assignee_id" in changed
             else None
         )
@@ -218,33 +232,30 @@ async def update(
             row.updated_at = utcnow()
             session.add(row)
         # Written in the same transaction as the change: both commit, or neither.
-        notifications = await _notify_assignment(run, row, row.project.name, assignee, actor=actor)
+        notifications = await _notify_assignment(session, row, project_name, assignee, actor=actor)
         if new_status is not None:
             notifications += await notification_service.status_changed(
-                run,
+                session,
                 task_id=row.id,
                 task_title=row.title,
                 old=previous["status"],
                 new=new_status,
-                recipients=[row.project.owner_id, row.assignee_id],
+                recipients=[task.project_owner_id, row.assignee_id],
                 actor=actor,
             )
         outcome.update(
-            project_name=row.project.name,
             changed=frozenset(changed),
             previous=previous,
             new_assignee=assignee,
             notifications=notifications,
         )
 
-    load = [joinedload(TASK_PROJECT, innerjoin=True)]
-    row = await save_versioned(
-        session, Task, task.id, if_match, apply, missing=TaskNotFound, load=load
-    )
-    view = TaskView.model_validate({**row.model_dump(), "project_owner_id": row.project.owner_id})
-    return TaskChange(task=view, **outcome)
+    row = await save_versioned(session, Task, task.id, if_match, apply, missing=TaskNotFound)
+    view = TaskView.model_validate({**row.model_dump(), "project_owner_id": task.project_owner_id})
+    return TaskChange(task=view, project_name=project_name, **outcome)
 
 
-async def delete(session: AsyncSession, task_id: int) -> None:
-    await session.exec(sa.delete(Task).where(col(Task.id) == task_id))
+async def delete(session: AsyncSession, task: TaskView) -> None:
+    await project_service.lock(session, task.project_id)
+    await execute(session, sa.delete(TASK).where(TASK.c.id == task.id))
     await session.commit()

@@ -7,7 +7,7 @@ from typing import Annotated, Final, Self
 from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import NEVER_REUSE_IDS, NO_NUL, UTCDateTime, enum_type, utcnow
 from fasttrack.core.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES
 
 MAX_EMAIL_LENGTH: Final = 254
@@ -60,6 +60,8 @@ DisplayName = Annotated[
 
 
 class User(SQLModel, table=True):
+    __table_args__ = (NEVER_REUSE_IDS,)
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=MAX_EMAIL_LENGTH, unique=True)
     hashed_password: str = Field(max_length=255)

@@ -11,11 +11,11 @@ from fasttrack.auth.dependencies import (
     HasherDep,
     TokensDep,
 )
-from fasttrack.core.db import ReadsDep, SessionDep
+from fasttrack.core.cache import user_scope
+from fasttrack.core.db import SessionDep
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
-from fasttrack.core.prepared import Row
-from fasttrack.notifications.dependencies import HubDep
+from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.users import service as user_service
 from fasttrack.users.dependencies import ManagedUser
 from fasttrack.users.models import Role, User, UserAdminUpdate, UserRead, UserSelfUpdate
@@ -36,7 +36,7 @@ async def update_me(
     session: SessionDep,
     hasher: HasherDep,
     tokens: TokensDep,
-    hub: HubDep,
+    broadcast: BroadcastDep,
 ) -> User:
     """Change the caller's display name or password. A new `password` needs
     `current_password` (403 `invalid_current_password` if it is wrong) and signs out
@@ -46,21 +46,23 @@ async def update_me(
         session, principal, changes, hasher=hasher, tokens=tokens
     )
     if revoked:
-        await hub.revoke(principal.user.id, revoked)
+        await broadcast.revocation(principal.user.id, revoked)
+    else:
+        await broadcast.invalidation([user_scope(principal.user.id)])
     return user
 
 
 @router.get("", response_model=Page[UserRead], responses=problem_responses(401, 403, 422))
 async def list_users(
     _admin: AdminUser,
-    reads: ReadsDep,
+    session: SessionDep,
     page: PageParams,
     role: Annotated[Role | None, Query()] = None,
     is_active: Annotated[bool | None, Query()] = None,
-) -> PageResult[Row]:
+) -> PageResult[UserRead]:
     """Every account, oldest first (admins only), optionally filtered by `role` and
     `is_active`."""
-    return await user_service.list_users(reads, page, role=role, is_active=is_active)
+    return await user_service.list_users(session, page, role=role, is_active=is_active)
 
 
 @router.get("/{user_id}", response_model=UserRead, responses=problem_responses(401, 403, 404, 422))
@@ -77,12 +79,14 @@ async def update_user(
     changes: UserAdminUpdate,
     session: SessionDep,
     tokens: TokensDep,
-    hub: HubDep,
+    broadcast: BroadcastDep,
 ) -> User:
     """Change an account's display name, role or activity (admins only). Deactivation
     signs the user out everywhere at once and closes their WebSockets. The last active
     admin cannot be demoted or deactivated (409 `last_admin`)."""
     updated, revoked = await user_service.update_by_admin(session, user.id, changes, tokens=tokens)
     if revoked:
-        await hub.revoke(user.id, revoked)
+        await broadcast.revocation(user.id, revoked)
+    else:
+        await broadcast.invalidation([user_scope(user.id)])
     return updated

@@ -10,9 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from fasttrack.auth import service as auth_service
 from fasttrack.auth.service import Principal
 from fasttrack.auth.tokens import TokenService
-from fasttrack.core.db import release_connection, utcnow
+from fasttrack.core.db import columns_of, execute, idle, table_of, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
-from fasttrack.core.prepared import PreparedQuery, QueryRunner, Row, columns_of
 from fasttrack.core.security import PasswordHasher
 from fasttrack.users.exceptions import EmailTaken, LastAdmin, UserNotFound, WrongCurrentPassword
 from fasttrack.users.models import (
@@ -29,13 +28,15 @@ from fasttrack.users.models import (
 VIEWER_ID: Final = sa.bindparam("viewer_id", type_=sa.Integer)
 VIEWER_IS_ADMIN: Final = sa.bindparam("viewer_is_admin", type_=sa.Boolean)
 
+USER: Final = table_of(User)
 _USERS: Final = sa.select(*columns_of(User, UserRead))
-_USER: Final = PreparedQuery(_USERS.where(col(User.id) == sa.bindparam("user_id")))
+_USER: Final = _USERS.where(USER.c.id == sa.bindparam("user_id"))
 _USER_LIST: Final = KeysetList(
     _USERS,
-    key=col(User.id),
+    UserRead,
+    key=USER.c.id,
     descending=False,
-    filters={"role": col(User.role), "is_active": col(User.is_active)},
+    filters={"role": USER.c.role, "is_active": USER.c.is_active},
 )
 
 
@@ -43,9 +44,11 @@ async def create(
     session: AsyncSession, body: UserCreate, *, hasher: PasswordHasher, role: Role = Role.user
 ) -> User:
     """Register an account; 409 if the e-mail is taken in any letter case."""
+    async with idle(session):
+        hashed_password = await hasher.hash(body.password)
     user = User(
         email=body.email,
-        hashed_password=await hasher.hash(body.password),
+        hashed_password=hashed_password,
         display_name=body.display_name or body.email.split("@", 1)[0][:100],
         role=role,
     )
@@ -67,19 +70,19 @@ def as_viewer(user: UserRead) -> dict[str, Any]:
     return {"viewer_id": user.id, "viewer_is_admin": user.role is Role.admin}
 
 
-async def get(reads: QueryRunner, user_id: int) -> UserRead | None:
-    row = await reads.one_or_none(_USER, user_id=user_id)
+async def get(session: AsyncSession, user_id: int) -> UserRead | None:
+    row = (await execute(session, _USER, {"user_id": user_id})).mappings().one_or_none()
     return None if row is None else UserRead.model_validate(row)
 
 
 async def list_users(
-    reads: QueryRunner,
+    session: AsyncSession,
     params: CursorParams,
     *,
     role: Role | None = None,
     is_active: bool | None = None,
-) -> PageResult[Row]:
-    return await _USER_LIST.page(reads, params, role=role, is_active=is_active)
+) -> PageResult[UserRead]:
+    return await _USER_LIST.page(session, params, role=role, is_active=is_active)
 
 
 async def _load(session: AsyncSession, user_id: int) -> User:
@@ -108,10 +111,12 @@ async def update_self(
     data = changes.model_dump(exclude_unset=True)
     revoked: list[str] = []
     if "password" in data:
-        await release_connection(session)
-        if not await hasher.verify(data.pop("current_password"), user.hashed_password):
+        async with idle(session):
+            matches = await hasher.verify(data.pop("current_password"), user.hashed_password)
+            new_hash = await hasher.hash(data.pop("password")) if matches else None
+        if new_hash is None:
             raise WrongCurrentPassword()
-        user.hashed_password = await hasher.hash(data.pop("password"))
+        user.hashed_password = new_hash
         session.add(user)
         revoked = await auth_service.revoke_user_sessions(
             session, principal.user.id, tokens=tokens, keep_sid=principal.claims.sid
@@ -186,14 +191,16 @@ async def ensure_admin(
         body = UserCreate(email=email, password=password, display_name=display_name)
         return await create(session, body, hasher=hasher, role=Role.admin), True
     changes = UserPromotion(password=password, display_name=display_name)
+    if changes.password is not None:
+        # Before any change: hashing hands the connection back, which commits.
+        async with idle(session):
+            existing.hashed_password = await hasher.hash(changes.password)
+        assert existing.id is not None
+        await auth_service.revoke_user_sessions(session, existing.id, tokens=tokens)
     existing.role = Role.admin
     existing.is_active = True
     if changes.display_name:
         existing.display_name = changes.display_name
-    if changes.password is not None:
-        existing.hashed_password = await hasher.hash(changes.password)
-        assert existing.id is not None
-        await auth_service.revoke_user_sessions(session, existing.id, tokens=tokens)
     existing.updated_at = utcnow()
     session.add(existing)
     await session.commit()
