@@ -295,3 +295,32 @@ def test_serve_with_reload_uses_one_process_and_may_skip_migrations(
     [(_, options)] = runs
     assert (options["reload"], options["workers"]) == (True, None)
     assert not database.exists()
+
+
+def test_repair_counts_recounts_only_the_projects_that_drifted(migrated: Path) -> None:
+    invoke("create-admin", "--email", "ada@example.com", "--password", PASSWORD)
+    with sqlite3.connect(migrated) as connection:
+        for name in ("drifted", "right"):
+            connection.execute(
+                "INSERT INTO project (name, status, owner_id, version, todo_count, "
+                "in_progress_count, done_count, created_at, updated_at) "
+                "VALUES (?, 'active', 1, 1, 0, 0, 0, '2026-12-03', '2026-12-03')",
+                (name,),
+            )
+        for project_id, status in ((1, "done"), (1, "done"), (2, "todo")):
+            connection.execute(
+                "INSERT INTO task (project_id, title, status, priority, version, created_at, "
+                "updated_at) VALUES (?, 't', ?, 'medium', 1, '2026-12-03', '2026-12-03')",
+                (project_id, status),
+            )
+        # Drift, as a restore of the project table alone would leave it.
+        connection.execute("UPDATE project SET done_count = 5 WHERE id = 1")
+
+    result = invoke("repair-counts")
+
+    assert result.exit_code == 0, result.output
+    assert "Repaired the task counts of 1 projects: [1]" in result.stdout
+    counts = "SELECT todo_count, in_progress_count, done_count FROM project ORDER BY id"
+    assert rows(migrated, counts) == [(0, 0, 2), (1, 0, 0)]
+    again = invoke("repair-counts")
+    assert "Every project's task counts match its tasks." in again.stdout

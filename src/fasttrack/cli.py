@@ -1,4 +1,5 @@
-"""The `fasttrack` command line: serve, migrate, create-admin, seed-demo, openapi."""
+"""The `fasttrack` command line: serve, migrate, create-admin, repair-counts, seed-demo,
+openapi."""
 
 import asyncio
 import json
@@ -11,11 +12,14 @@ import uvicorn
 from pydantic import ValidationError
 
 from fasttrack.auth.tokens import TokenService
+from fasttrack.core.cache import user_scope
 from fasttrack.core.config import Settings
 from fasttrack.core.db import create_database, idle
 from fasttrack.core.migrations import upgrade_to_head
 from fasttrack.core.security import PasswordHasher
+from fasttrack.notifications.hub import invalidation_event, revocation_event, tell_running_servers
 from fasttrack.notifications.ws import MAX_FRAME_BYTES
+from fasttrack.projects import service as project_service
 from fasttrack.users import service as user_service
 
 app = typer.Typer(
@@ -116,7 +120,17 @@ def create_admin(
                     hasher=hasher,
                     tokens=TokenService(settings),
                 )
-                return user.email, created
+            assert user.id is not None
+            # A running server may hold the account in its caches: a new password ended
+            # every session (their sockets close too), any other change is a new row.
+            if not created:
+                change = (
+                    revocation_event(user.id, None)
+                    if password is not None
+                    else invalidation_event([user_scope(user.id)])
+                )
+                await tell_running_servers(settings.redis_url, [change])
+            return user.email, created
         finally:
             hasher.close()
             await database.dispose()
@@ -128,6 +142,27 @@ def create_admin(
             typer.secho(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
         raise typer.Exit(code=2) from exc
     typer.echo(f"{'Created' if created else 'Promoted'} admin {address}.")
+
+
+@app.command("repair-counts")
+def repair_counts() -> None:
+    """Recount the task counts of every project whose stored counts drifted from its tasks
+    (the server also does this when it starts)."""
+    settings = load_settings()
+
+    async def run() -> list[int]:
+        database = create_database(settings)
+        try:
+            async with database.session(write=True) as session:
+                return await project_service.repair_task_counts(session)
+        finally:
+            await database.dispose()
+
+    repaired = asyncio.run(run())
+    if repaired:
+        typer.echo(f"Repaired the task counts of {len(repaired)} projects: {repaired}")
+    else:
+        typer.echo("Every project's task counts match its tasks.")
 
 
 @app.command("seed-demo")

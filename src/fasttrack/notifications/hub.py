@@ -11,7 +11,7 @@ from typing import Any, Final, Protocol
 from starlette.websockets import WebSocket
 
 from fasttrack.core.cache import Caches, user_scope
-from fasttrack.notifications.broker import Broker, Event
+from fasttrack.notifications.broker import Broker, Event, create_broker
 from fasttrack.notifications.models import StoredNotification
 
 logger = logging.getLogger("fasttrack.hub")
@@ -49,6 +49,31 @@ class NullObserver:
 
     def notification_delivered(self) -> None:
         return None
+
+
+def revocation_event(user_id: int, sids: Iterable[str] | None) -> Event:
+    return {"kind": "revocation", "user_id": user_id, "sids": None if sids is None else list(sids)}
+
+
+def invalidation_event(scopes: Iterable[str]) -> Event:
+    return {"kind": "invalidation", "scopes": list(scopes)}
+
+
+async def tell_running_servers(redis_url: str | None, events: Iterable[Event]) -> bool:
+    """Publish events from outside a server (the CLI); False when there is no broker.
+
+    Without Redis nothing reaches a running server: what it cached about the change
+    lives out its time to live (see core.cache).
+    """
+    if not redis_url:
+        return False
+    broker = create_broker(redis_url)
+    try:
+        for event in events:
+            await broker.publish(event)
+    finally:
+        await broker.stop()
+    return True
 
 
 def notification_message(notification: StoredNotification) -> dict[str, Any]:
@@ -155,15 +180,13 @@ class Hub:
         # Here at once, not when the broker brings the event back: the next request to
         # this process must already see the revocation.
         self._caches.invalidate([user_scope(user_id)])
-        await self._publish(
-            {"kind": "revocation", "user_id": user_id, "sids": None if sids is None else list(sids)}
-        )
+        await self._publish(revocation_event(user_id, sids))
 
     async def invalidate(self, scopes: Iterable[str]) -> None:
         """Tell every process that what it cached from `scopes` is stale."""
         names = list(scopes)
         self._caches.invalidate(names)
-        await self._publish({"kind": "invalidation", "scopes": names})
+        await self._publish(invalidation_event(names))
 
     async def _publish(self, event: Event) -> None:
         try:
