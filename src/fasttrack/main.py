@@ -22,7 +22,7 @@ from fasttrack.auth.tokens import TokenService
 from fasttrack.comments.router import router as comments_router
 from fasttrack.core.cache import Caches
 from fasttrack.core.config import Settings
-from fasttrack.core.db import Database, UnitOfWorkMiddleware, create_database
+from fasttrack.core.db import Database, create_database
 from fasttrack.core.errors import install_error_handlers, problem_responses
 from fasttrack.core.logging import configure_logging
 from fasttrack.core.metrics import Metrics, MetricsMiddleware
@@ -185,7 +185,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.route_paths = RoutePaths(app)
 
     install_error_handlers(app)
-    app.add_middleware(UnitOfWorkMiddleware, database=app.state.database)
     # Middleware added first runs innermost. The limiter sits inside CORS, so a 429 still
     # carries the CORS headers a browser needs to read it, and preflights are not counted.
     if settings.rate_limit_enabled:

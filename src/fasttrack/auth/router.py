@@ -11,14 +11,14 @@ from fasttrack.auth import service as auth_service
 from fasttrack.auth.dependencies import CurrentPrincipal, HasherDep, TokensDep
 from fasttrack.auth.models import LoginRequest, LogoutRequest, RefreshRequest, TokenPair
 from fasttrack.auth.service import SessionReused
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.routing import url_for
 from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.users import service as user_service
 from fasttrack.users.models import User, UserCreate, UserRead
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=UnitOfWorkRoute)
 
 # Token responses must never be cached (RFC 6749 §5.1).
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

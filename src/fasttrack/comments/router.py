@@ -6,14 +6,14 @@ from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.comments import service as comment_service
 from fasttrack.comments.dependencies import DeletableComment, VisibleComment
 from fasttrack.comments.models import CommentCreate, CommentRead
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
 from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.tasks.dependencies import VisibleTask
 
-router = APIRouter(tags=["comments"])
+router = APIRouter(tags=["comments"], route_class=UnitOfWorkRoute)
 
 
 @router.post(

@@ -93,12 +93,15 @@ class ExactCache(Generic[KeyT, ValueT]):
 
     def since(self) -> int:
         """A mark to take before reading what will be `put`."""
+        self._usable()
         return self._invalidations
 
     def put(self, key: KeyT, value: ValueT, *, scopes: Iterable[str], since: int) -> None:
         """Store `value`, read after `since()` returned `since`, unless that read may have
         missed a change (an invalidation came in meanwhile)."""
-        if since != self._invalidations or not self._usable():
+        # Usability first: a break in continuity since the read clears the cache, which
+        # counts as an invalidation the read may have missed.
+        if not self._usable() or since != self._invalidations:
             return
         self._drop(key)
         entry = _Entry(value, tuple(scopes), self._clock() + self._ttl)

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Annotated, Any, Final, Self
 
 from fastapi import Depends, Path
+from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel
 from sqlalchemy import Column, CursorResult, DateTime, Executable, RowMapping, Table, event, insert
 from sqlalchemy import Enum as SAEnum
@@ -23,8 +24,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
-from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
 
 from fasttrack.core.config import Settings
 
@@ -311,42 +312,43 @@ async def _close(session: AsyncSession) -> None:
         logger.warning("closing a session on a lost database connection failed: %s", exc)
 
 
-class UnitOfWorkMiddleware:
-    """Gives each HTTP request its unit of work, and ends it as the response starts.
+async def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
+    """The request's unit of work: one session for authentication, loaders and writes.
 
-    Ending it rolls back what was not committed and hands the connection (and the turn)
-    back before the client reads the answer. A pure ASGI middleware, not a dependency
-    with `yield`: that costs FastAPI an exit stack per request, on every route.
+    Requests that may write get it on the writer (on SQLite the single writer), safe
+    ones on the readers. UnitOfWorkRoute ends it.
+    """
+    work: UnitOfWork | None = connection.scope.get(UNIT_OF_WORK)
+    if work is None:
+        route = connection.scope.get("route")
+        # Without the route class nothing would end it, and its turn would never return.
+        assert isinstance(route, UnitOfWorkRoute), f"{route} is not a UnitOfWorkRoute"
+        database: Database = connection.app.state.database
+        method = connection.scope.get("method", "GET")
+        work = database.unit_of_work(write=method not in SAFE_METHODS)
+        connection.scope[UNIT_OF_WORK] = work
+    return work
+
+
+class UnitOfWorkRoute(APIRoute):
+    """A route whose unit of work ends once the handler has answered, before the response
+    is sent: what was not committed is rolled back, and the connection (with the turn)
+    goes back before the client reads. A dependency with `yield` could do the same at
+    the cost of an exit stack on every request.
     """
 
-    def __init__(self, app: ASGIApp, *, database: Database) -> None:
-        self.app = app
-        self.database = database
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        # Requests that may write get it on the writer (on SQLite the single writer),
-        # safe ones on the readers.
-        work = self.database.unit_of_work(write=scope["method"] not in SAFE_METHODS)
-        scope[UNIT_OF_WORK] = work
+        async def handle_in_unit_of_work(request: Request) -> Response:
+            try:
+                return await handle(request)
+            finally:
+                work: UnitOfWork | None = request.scope.get(UNIT_OF_WORK)
+                if work is not None:
+                    await work.close()
 
-        async def send_after_closing(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                await work.close()
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_after_closing)
-        finally:
-            await work.close()
-
-
-async def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
-    """The request's unit of work: one session for authentication, loaders and writes."""
-    work: UnitOfWork = connection.scope[UNIT_OF_WORK]
-    return work
+        return handle_in_unit_of_work
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]

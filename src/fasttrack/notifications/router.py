@@ -5,13 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.db import IdPath, SessionDep
+from fasttrack.core.db import IdPath, SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.models import NotificationRead
 
-router = APIRouter(prefix="/notifications", tags=["notifications"])
+router = APIRouter(prefix="/notifications", tags=["notifications"], route_class=UnitOfWorkRoute)
 
 
 @router.get("", response_model=Page[NotificationRead], responses=problem_responses(401, 422))

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.cache import project_scope, project_tasks_scope
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
@@ -22,7 +22,7 @@ from fasttrack.projects.models import (
     ProjectUpdate,
 )
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], route_class=UnitOfWorkRoute)
 
 ETAG_HEADER = {
     "ETag": {"description": "Version of the project, for `If-Match`.", "schema": {"type": "string"}}

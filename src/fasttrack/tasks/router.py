@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.background import BackgroundJobs
 from fasttrack.core.cache import project_tasks_scope
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
@@ -23,7 +23,7 @@ from fasttrack.tasks.models import TaskCreate, TaskRead, TaskUpdate, TaskView
 from fasttrack.tasks.service import TaskChange
 from fasttrack.users.models import UserRead
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=UnitOfWorkRoute)
 
 ETAG_HEADER = {
     "ETag": {"description": "Version of the task, for `If-Match`.", "schema": {"type": "string"}}

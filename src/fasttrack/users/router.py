@@ -12,7 +12,7 @@ from fasttrack.auth.dependencies import (
     TokensDep,
 )
 from fasttrack.core.cache import user_scope
-from fasttrack.core.db import SessionDep
+from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.notifications.dependencies import BroadcastDep
@@ -20,7 +20,7 @@ from fasttrack.users import service as user_service
 from fasttrack.users.dependencies import ManagedUser
 from fasttrack.users.models import Role, User, UserAdminUpdate, UserRead, UserSelfUpdate
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=UnitOfWorkRoute)
 
 
 @router.get("/me", response_model=UserRead, responses=problem_responses(401))
