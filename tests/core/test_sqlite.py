@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import Executable, column, insert, table, text
 
 from fasttrack.core.config import Settings
-from fasttrack.core.db import Database, create_database
+from fasttrack.core.db import Database, create_database, execute
 from tests.factories import TEST_SECRET
 
 
@@ -79,3 +79,103 @@ async def test_a_transaction_without_statements_commits_nothing_and_ends(
         pass
 
     assert _other_writer_can_begin(path)
+
+
+ITEM = table("item", column("id"))
+# sqlite3 opens the transaction itself before a Core INSERT; before SQL text the writer's
+# listener does. Either way the lock must come with the write.
+FIRST_WRITES = pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(insert(ITEM).values(id=7), id="Core insert"),
+        pytest.param(text("INSERT INTO item (id) VALUES (7)"), id="SQL text"),
+    ],
+)
+
+
+async def _item_ids(database: Database) -> list[int]:
+    async with database.engine.connect() as reader:
+        return list((await reader.execute(text("SELECT id FROM item ORDER BY id"))).scalars())
+
+
+@FIRST_WRITES
+async def test_a_transaction_that_writes_first_takes_the_lock_with_that_write(
+    database: Database, statement: Executable
+) -> None:
+    path = database.write_engine.url.database
+    assert path is not None
+
+    async with database.write_engine.begin() as connection:
+        assert _other_writer_can_begin(path)  # nothing run yet: nothing held
+        await connection.execute(statement)
+        assert not _other_writer_can_begin(path)
+        assert await _item_ids(database) == []  # readers do not see it before the commit
+
+    assert _other_writer_can_begin(path)
+    assert await _item_ids(database) == [7]
+
+
+@FIRST_WRITES
+async def test_a_rolled_back_first_write_releases_the_lock_and_leaves_no_row(
+    database: Database, statement: Executable
+) -> None:
+    path = database.write_engine.url.database
+    assert path is not None
+
+    connection = await database.write_engine.connect()
+    try:
+        await connection.execute(statement)
+        assert not _other_writer_can_begin(path)
+        await connection.rollback()
+        assert _other_writer_can_begin(path)
+    finally:
+        await connection.close()
+
+    assert await _item_ids(database) == []
+
+
+async def test_a_session_whose_first_write_fails_later_rolls_that_write_back(
+    database: Database,
+) -> None:
+    path = database.write_engine.url.database
+    assert path is not None
+
+    async def fail_after_the_first_write() -> None:
+        async with database.session(write=True) as session:
+            await execute(session, insert(ITEM).values(id=8))
+            assert not _other_writer_can_begin(path)
+            raise RuntimeError("the work fails after the first write")
+
+    with pytest.raises(RuntimeError, match="after the first write"):
+        await fail_after_the_first_write()
+
+    assert _other_writer_can_begin(path)
+    assert await _item_ids(database) == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param(ITEM.update().values(id=9), id="Core update"),
+        pytest.param(ITEM.delete(), id="Core delete"),
+        pytest.param(text("UPDATE item SET id = 9"), id="SQL text update"),
+    ],
+)
+async def test_a_rolled_back_first_update_or_delete_changes_nothing(
+    database: Database, statement: Executable
+) -> None:
+    path = database.write_engine.url.database
+    assert path is not None
+    async with database.write_engine.begin() as connection:
+        await connection.execute(insert(ITEM).values(id=1))
+
+    connection = await database.write_engine.connect()
+    try:
+        await connection.execute(statement)
+        assert not _other_writer_can_begin(path)
+        await connection.rollback()
+    finally:
+        await connection.close()
+
+    assert _other_writer_can_begin(path)
+    assert await _item_ids(database) == [1]
