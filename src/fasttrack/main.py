@@ -176,7 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.email_sender = create_email_sender(settings)
     app.state.metrics = Metrics()
     broker = create_broker(settings.redis_url, processes=settings.workers)
-    app.state.caches = caches = Caches(continuity=broker.continuity)
+    app.state.caches = caches = Caches(broker.continuity, ttl=settings.cache_ttl)
     app.state.principals = caches.new(max_entries=CACHE_ENTRIES)
     app.state.project_summaries = caches.new(max_entries=CACHE_ENTRIES)
     app.state.task_cache = caches.new(max_entries=CACHE_ENTRIES)

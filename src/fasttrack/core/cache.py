@@ -10,8 +10,9 @@ elsewhere through the notification broker (core never imports a domain; the hub 
 * While events may be missed (Redis unreachable with several processes, or several
   processes without Redis), the caches are bypassed, and emptied when events flow again:
   `continuity()` names the unbroken stretch of delivery, or is None.
-* Changes that bypass the service (SQL by hand, a `fasttrack` command on a deployment
-  without Redis) are bounded by the entries' time to live.
+* Changes no event announces are bounded by the entries' time to live (CACHE_TTL, 5 s):
+  SQL by hand, a `fasttrack` command on a deployment without Redis, or a change made by
+  a process that could not reach Redis while the others still could.
 """
 
 import time
@@ -23,7 +24,7 @@ from typing import Final, Generic, TypeVar
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
 
-DEFAULT_TTL_SECONDS: Final = 60.0
+DEFAULT_TTL_SECONDS: Final = 5.0
 Continuity = Callable[[], int | None]
 
 
@@ -137,13 +138,14 @@ class ExactCache(Generic[KeyT, ValueT]):
 class Caches:
     """Every exact cache of the process, invalidated together."""
 
-    def __init__(self, continuity: Continuity) -> None:
+    def __init__(self, continuity: Continuity, *, ttl: float = DEFAULT_TTL_SECONDS) -> None:
         self._continuity = continuity
+        self._ttl = ttl
         self._caches: list[ExactCache[object, object]] = []
 
     def new(self, *, max_entries: int) -> "ExactCache[KeyT, ValueT]":
         cache: ExactCache[KeyT, ValueT] = ExactCache(
-            max_entries=max_entries, continuity=self._continuity
+            max_entries=max_entries, continuity=self._continuity, ttl=self._ttl
         )
         self._caches.append(cache)  # type: ignore[arg-type]
         return cache

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # Processes serving this database (`fasttrack serve --workers N` sets it). Several
     # without REDIS_URL cannot tell each other about changes, so caching is then off.
     workers: int = Field(default=1, ge=1)
+    # Seconds an entry of the exact caches lives at most (core.cache): how long a change
+    # that reaches no broker event (made by hand, or by a process cut off from Redis)
+    # can go unseen. 0 turns the caches off.
+    cache_ttl: float = Field(default=5.0, ge=0)
 
     access_token_expire_minutes: int = Field(default=15, ge=1)
     refresh_token_expire_days: int = Field(default=7, ge=1)

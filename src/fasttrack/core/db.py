@@ -263,7 +263,7 @@ def _sqlite_engine(url: str, *, connections: int, writer: bool) -> AsyncEngine:
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         if writer:
             # sqlite3 then begins a transaction with BEGIN IMMEDIATE before each first
-            # write; a first read begins it itself (see below).
+            # write; a first read begins it itself (_begin_before_a_read).
             dbapi_connection.isolation_level = "IMMEDIATE"
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
