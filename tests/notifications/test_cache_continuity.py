@@ -30,8 +30,8 @@ needs_redis = pytest.mark.skipif(REDIS_URL is None, reason="set TEST_REDIS_URL t
 TIMEOUT: Final = 5.0
 # An event from another process travels through Redis: it takes a moment to arrive.
 EVENT_DELIVERY_SECONDS: Final = 1.0
-# The caches\' time to live where a change reaches no event.
-SHORT_TTL = 0.5
+# The caches' time to live where a change reaches no event.
+SHORT_TTL: Final = 0.5
 
 
 @asynccontextmanager
