@@ -9,7 +9,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, Path
-from pydantic import AfterValidator
 from sqlalchemy import DateTime, event
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -222,18 +221,6 @@ async def get_reads(connection: HTTPConnection) -> QueryRunner:
 
 
 ReadsDep = Annotated[QueryRunner, Depends(get_reads)]
-
-
-def _without_nul(value: str) -> str:
-    # PostgreSQL text cannot hold U+0000 (the driver fails the whole statement); refusing it
-    # in the input models keeps every backend alike and the answer a 422, not a 500.
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character (U+0000)")
-    return value
-
-
-# Metadata for every free-text input field: Annotated[str, ..., NO_NUL].
-NO_NUL: Final = AfterValidator(_without_nul)
 
 
 def enum_type(enum: type[StrEnum]) -> SAEnum:

@@ -9,14 +9,13 @@ from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
 
-from fasttrack.core.db import MAX_ID, NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import MAX_ID, UTCDateTime, enum_type, utcnow
+from fasttrack.core.inputs import NO_NUL, StrippedText
 
 if TYPE_CHECKING:
     from fasttrack.projects.models import Project
 
-TaskTitle = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_NUL
-]
+TaskTitle = Annotated[str, StrippedText(max_length=200)]
 TaskDescription = Annotated[str, StringConstraints(max_length=10000), NO_NUL]
 
 

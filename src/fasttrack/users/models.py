@@ -7,7 +7,8 @@ from typing import Annotated, Final, Self
 from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints, model_validator
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import UTCDateTime, enum_type, utcnow
+from fasttrack.core.inputs import StrippedText
 from fasttrack.core.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES
 
 MAX_EMAIL_LENGTH: Final = 254
@@ -54,9 +55,7 @@ PasswordAttempt = Annotated[
     StringConstraints(min_length=1, max_length=MAX_PASSWORD_BYTES),
     AfterValidator(_at_most_72_bytes),
 ]
-DisplayName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), NO_NUL
-]
+DisplayName = Annotated[str, StrippedText(max_length=100)]
 
 
 class User(SQLModel, table=True):
