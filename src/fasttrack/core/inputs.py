@@ -107,3 +107,38 @@ class StrippedText:
             "description": f"1 to {self.max_length} characters, not counting the leading and "
             "trailing whitespace, which is removed.",
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Utf8Bytes:
+    """A string of `minimum` to `maximum` bytes when UTF-8 encoded.
+
+    JSON Schema counts characters only, so the byte bounds are stated as the `x-utf8-bytes`
+    extension, next to the character bounds they imply (1 to 4 bytes a character), which
+    are checked first.
+    """
+
+    minimum: int
+    maximum: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        characters = core_schema.str_schema(
+            min_length=-(-self.minimum // 4), max_length=self.maximum
+        )
+        return core_schema.no_info_after_validator_function(self._check, characters)
+
+    def _check(self, value: str) -> str:
+        if not self.minimum <= len(value.encode()) <= self.maximum:
+            raise ValueError(
+                f"must be {self.minimum} to {self.maximum} bytes long when UTF-8 encoded"
+            )
+        return value
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["x-utf8-bytes"] = {"minimum": self.minimum, "maximum": self.maximum}
+        return json_schema

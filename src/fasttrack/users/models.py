@@ -4,11 +4,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Final, Self
 
-from pydantic import AfterValidator, BaseModel, EmailStr, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, model_validator
 from sqlmodel import Field, SQLModel
 
 from fasttrack.core.db import UTCDateTime, enum_type, utcnow
-from fasttrack.core.inputs import StrippedText
+from fasttrack.core.inputs import StrippedText, Utf8Bytes
 from fasttrack.core.security import MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES
 
 MAX_EMAIL_LENGTH: Final = 254
@@ -25,36 +25,12 @@ def _lower_email(value: str) -> str:
     return value.lower()
 
 
-def _at_most_72_bytes(value: str) -> str:
-    if len(value.encode()) > MAX_PASSWORD_BYTES:
-        raise ValueError(f"must be at most {MAX_PASSWORD_BYTES} bytes long when UTF-8 encoded")
-    return value
-
-
-def _password_bytes(value: str) -> str:
-    size = len(value.encode())
-    if not MIN_PASSWORD_BYTES <= size <= MAX_PASSWORD_BYTES:
-        raise ValueError(
-            f"must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes long when UTF-8 encoded"
-        )
-    return value
-
-
 # Stored lower-cased, so uniqueness is case-insensitive on every database.
 Email = Annotated[EmailStr, AfterValidator(_lower_email)]
-# bcrypt reads 72 bytes at most. The character bounds only pre-filter (72 bytes need at
-# least 18 characters of four bytes); the byte bounds are what the API enforces.
-Password = Annotated[
-    str,
-    StringConstraints(min_length=2, max_length=MAX_PASSWORD_BYTES),
-    AfterValidator(_password_bytes),
-]
+# bcrypt reads 72 bytes at most.
+Password = Annotated[str, Utf8Bytes(MIN_PASSWORD_BYTES, MAX_PASSWORD_BYTES)]
 # A password presented for checking (login, current password): never longer than bcrypt reads.
-PasswordAttempt = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_PASSWORD_BYTES),
-    AfterValidator(_at_most_72_bytes),
-]
+PasswordAttempt = Annotated[str, Utf8Bytes(1, MAX_PASSWORD_BYTES)]
 DisplayName = Annotated[str, StrippedText(max_length=100)]
 
 
@@ -95,11 +71,20 @@ class UserRead(BaseModel):
 
 
 class UserSelfUpdate(SQLModel):
-    model_config = {"extra": "forbid"}
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "dependentRequired": {
+                "password": ["current_password"],
+                "current_password": ["password"],
+            }
+        },
+    }
 
     display_name: DisplayName = Field(default=None)
     password: Password = Field(
-        default=None, description="New password; requires `current_password`."
+        default=None,
+        description="New password, 8 to 72 bytes when UTF-8 encoded; requires `current_password`.",
     )
     current_password: PasswordAttempt = Field(default=None)
 
