@@ -142,3 +142,11 @@ class Utf8Bytes:
         json_schema = handler(schema)
         json_schema["x-utf8-bytes"] = {"minimum": self.minimum, "maximum": self.maximum}
         return json_schema
+
+
+def whole_number(value: object) -> object:
+    """A BeforeValidator for a strict int: JSON Schema's `integer` admits 1.0 as it does 1,
+    and neither "1" nor true (which pydantic's lax mode would take)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

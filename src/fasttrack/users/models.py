@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     EmailStr,
+    StrictBool,
     WithJsonSchema,
     model_validator,
 )
@@ -157,7 +158,7 @@ class UserAdminUpdate(SQLModel):
 
     display_name: DisplayName = Field(default=None)
     role: Role = Field(default=None)
-    is_active: bool = Field(default=None)
+    is_active: StrictBool = Field(default=None)
 
 
 class UserPromotion(SQLModel):
