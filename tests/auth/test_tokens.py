@@ -247,10 +247,12 @@ async def test_a_token_accepted_before_is_refused_once_it_expires(
     client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user = await make_user(session)
-    token = sign(token_claims(user, exp=NOW + 60))
+    # From now, not from NOW: collecting the whole suite can take longer than a minute.
+    expires = int(time.time()) + 60
+    token = sign(token_claims(user, exp=expires))
     assert (await client.get("/users/me", headers=bearer(token))).status_code == 200
 
-    later = datetime.fromtimestamp(NOW + 60, UTC)
+    later = datetime.fromtimestamp(expires, UTC)
     monkeypatch.setattr("fasttrack.auth.tokens.utcnow", lambda: later)
     response = await client.get("/users/me", headers=bearer(token))
 

@@ -1,8 +1,9 @@
 """Session registry, revocation blocklist, and the auth request/response shapes."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
+from pydantic import BaseModel, WithJsonSchema
 from sqlmodel import Field, SQLModel
 
 from fasttrack.core.db import UTCDateTime, utcnow
@@ -39,6 +40,18 @@ class LoginRequest(SQLModel):
     model_config = {"extra": "forbid"}
 
     email: Email
+    password: PasswordAttempt
+
+
+class TokenForm(BaseModel):
+    """The OAuth2 password grant (RFC 6749 §4.3.2): `username` is the e-mail. Other fields
+    are ignored, as RFC 6749 §3.2 asks of unknown parameters."""
+
+    # A form field sent empty counts as not sent.
+    grant_type: Annotated[
+        Literal["password"] | None, WithJsonSchema({"type": "string", "enum": ["password", ""]})
+    ] = None
+    username: Email
     password: PasswordAttempt
 
 

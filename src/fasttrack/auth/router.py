@@ -2,14 +2,17 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import ValidationError
+from fastapi import APIRouter, Body, Form, Request, Response, status
 
 from fasttrack.auth import service as auth_service
 from fasttrack.auth.dependencies import CurrentPrincipal, HasherDep, TokensDep
-from fasttrack.auth.models import LoginRequest, LogoutRequest, RefreshRequest, TokenPair
+from fasttrack.auth.models import (
+    LoginRequest,
+    LogoutRequest,
+    RefreshRequest,
+    TokenForm,
+    TokenPair,
+)
 from fasttrack.auth.service import SessionReused
 from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
@@ -67,7 +70,7 @@ async def login(
     responses=problem_responses(401, 403, 422),
 )
 async def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenForm, Form()],
     session: SessionDep,
     hasher: HasherDep,
     tokens: TokensDep,
@@ -75,17 +78,7 @@ async def issue_token(
 ) -> TokenPair:
     """The login of `/auth/login` as an OAuth2 password form (`username` is the
     e-mail), as used by the "Authorize" button of the interactive docs."""
-    try:
-        body = LoginRequest(email=form.username, password=form.password)
-    except ValidationError as exc:
-        renamed = {"email": "username"}
-        raise RequestValidationError(
-            [
-                {**error, "loc": ("body", *(renamed.get(str(p), p) for p in error["loc"]))}
-                for error in exc.errors()
-            ]
-        ) from exc
-    user = await auth_service.authenticate(session, body.email, body.password, hasher=hasher)
+    user = await auth_service.authenticate(session, form.username, form.password, hasher=hasher)
     response.headers.update(NO_STORE)
     return await auth_service.start_session(session, user, tokens=tokens)
 

@@ -3,16 +3,15 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NEVER_REUSE_IDS, NO_NUL, UTCDateTime, utcnow
+from fasttrack.core.db import NEVER_REUSE_IDS, UTCDateTime, utcnow
+from fasttrack.core.inputs import StrippedText
 
 # Stripped like titles: a comment of only whitespace says nothing.
-CommentBody = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), NO_NUL
-]
+CommentBody = Annotated[str, StrippedText(max_length=5000)]
 
 
 class Comment(SQLModel, table=True):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final, Self
 
 from fastapi import Depends, Path
 from fastapi.routing import APIRoute
-from pydantic import AfterValidator, BaseModel
+from pydantic import BaseModel
 from sqlalchemy import Column, CursorResult, DateTime, Executable, RowMapping, Table, event, insert
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -367,18 +367,6 @@ async def idle(session: AsyncSession) -> AsyncIterator[None]:
     work: UnitOfWork = session.info[UNIT_OF_WORK]
     async with work.idle():
         yield
-
-
-def _without_nul(value: str) -> str:
-    # PostgreSQL text cannot hold U+0000 (the driver fails the whole statement); refusing it
-    # in the input models keeps every backend alike and the answer a 422, not a 500.
-    if "\x00" in value:
-        raise ValueError("must not contain the NUL character (U+0000)")
-    return value
-
-
-# Metadata for every free-text input field: Annotated[str, ..., NO_NUL].
-NO_NUL: Final = AfterValidator(_without_nul)
 
 
 def enum_type(enum: type[StrEnum]) -> SAEnum:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final, Generic, TypeVar, cast
 
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 from sqlalchemy import ColumnElement, Integer, Select, bindparam
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
@@ -38,6 +38,16 @@ def _b64encode(raw: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# The shape of every cursor CursorCodec issues, stated in the OpenAPI document. The codec
+# alone checks it, so that any cursor it did not sign, of this shape or not, is refused
+# alike: 422 `invalid_cursor`.
+CURSOR_PATTERN: Final = rf"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{{{len(_b64encode(bytes(_MAC_BYTES)))}}}$"
+Cursor = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "maxLength": MAX_CURSOR_LENGTH, "pattern": CURSOR_PATTERN}),
+]
 
 
 class CursorCodec:
@@ -84,7 +94,7 @@ async def get_cursor_params(
         int, Query(ge=1, le=MAX_LIMIT, description="Items per page (1..100).")
     ] = DEFAULT_LIMIT,
     cursor: Annotated[
-        str | None,
+        Cursor | None,
         Query(description="`next_cursor` of the previous page; omit for the first page."),
     ] = None,
 ) -> CursorParams:
@@ -101,7 +111,7 @@ class Page(BaseModel, Generic[ItemT]):
     """One page of a list. Pass `next_cursor` back as `cursor` to get the next one."""
 
     items: list[ItemT]
-    next_cursor: str | None
+    next_cursor: Cursor | None
     has_more: bool
 
 

@@ -9,11 +9,10 @@ from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NEVER_REUSE_IDS, NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import NEVER_REUSE_IDS, UTCDateTime, enum_type, utcnow
+from fasttrack.core.inputs import NO_NUL, StrippedText
 
-ProjectName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_NUL
-]
+ProjectName = Annotated[str, StrippedText(max_length=200)]
 ProjectDescription = Annotated[str, StringConstraints(max_length=5000), NO_NUL]
 
 

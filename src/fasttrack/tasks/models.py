@@ -4,20 +4,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, BeforeValidator, StrictInt, StringConstraints
 from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, Relationship, SQLModel
 
-from fasttrack.core.db import MAX_ID, NEVER_REUSE_IDS, NO_NUL, UTCDateTime, enum_type, utcnow
+from fasttrack.core.db import MAX_ID, NEVER_REUSE_IDS, UTCDateTime, enum_type, utcnow
+from fasttrack.core.inputs import NO_NUL, StrippedText, whole_number
 
 if TYPE_CHECKING:
     from fasttrack.projects.models import Project
 
-TaskTitle = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_NUL
-]
+TaskTitle = Annotated[str, StrippedText(max_length=200)]
 TaskDescription = Annotated[str, StringConstraints(max_length=10000), NO_NUL]
+AssigneeId = Annotated[StrictInt, Field(ge=1, le=MAX_ID), BeforeValidator(whole_number)]
 
 
 class TaskStatus(StrEnum):
@@ -68,7 +68,7 @@ class TaskCreate(SQLModel):
     description: TaskDescription | None = None
     status: TaskStatus = TaskStatus.todo
     priority: Priority = Priority.medium
-    assignee_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    assignee_id: AssigneeId | None = None
 
 
 class TaskUpdate(SQLModel):
@@ -79,7 +79,7 @@ class TaskUpdate(SQLModel):
     description: TaskDescription | None = None
     status: TaskStatus = Field(default=None)
     priority: Priority = Field(default=None)
-    assignee_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    assignee_id: AssigneeId | None = None
 
 
 class TaskRead(BaseModel):
