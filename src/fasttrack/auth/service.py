@@ -90,11 +90,14 @@ async def principal_for(
     request answers (see core.cache), so role and activity are still the row's.
     """
     claims = tokens.decode(token, TokenType.access)
-    principal = cache.get(claims.jti)
-    if principal is None:
-        since = cache.since()
-        principal = await load_principal(await work.session(), claims)
-        cache.put(claims.jti, principal, scopes=[user_scope(claims.user_id)], since=since)
+
+    async def read() -> Principal:
+        return await load_principal(await work.session(), claims)
+
+    principal = await cache.get_or_read(
+        claims.jti, read, scopes=lambda found: [user_scope(found.user.id)]
+    )
+    assert principal is not None  # load_principal raises rather than finding nothing
     return principal
 
 

@@ -15,9 +15,10 @@ elsewhere through the notification broker (core never imports a domain; the hub 
   a process that could not reach Redis while the others still could.
 """
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
@@ -25,6 +26,8 @@ KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
 
 DEFAULT_TTL_SECONDS: Final = 5.0
+# What a shared read hands its waiters when it failed: each then reads for itself.
+_UNSHARED: Final = object()
 Continuity = Callable[[], int | None]
 
 
@@ -68,6 +71,7 @@ class ExactCache(Generic[KeyT, ValueT]):
         self._keys_by_scope: dict[str, set[KeyT]] = {}
         self._invalidations = 0
         self._stretch: int | None = None
+        self._reads: dict[KeyT, asyncio.Future[object]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -112,13 +116,55 @@ class ExactCache(Generic[KeyT, ValueT]):
         while len(self._entries) > self._max_entries:
             self._drop(next(iter(self._entries)))
 
+    async def get_or_read(
+        self,
+        key: KeyT,
+        read: Callable[[], Awaitable[ValueT | None]],
+        *,
+        scopes: Callable[[ValueT], Iterable[str]],
+    ) -> ValueT | None:
+        """The cached value, or what `read()` returns (None: nothing there), stored.
+
+        Callers that miss the same key while it is being read share that one read: an
+        entry that expires under load is refilled by one query, not by one per request
+        in flight. A caller that comes after an invalidation does not join a read that
+        began before it (see `invalidate`).
+        """
+        value = self.get(key)
+        if value is not None:
+            return value
+        pending = self._reads.get(key)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not _UNSHARED:
+                return shared  # type: ignore[return-value]
+            return await read()
+        since = self.since()
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._reads[key] = future
+        try:
+            value = await read()
+        except BaseException:
+            future.set_result(_UNSHARED)
+            raise
+        finally:
+            if self._reads.get(key) is future:
+                del self._reads[key]
+        if value is not None:
+            self.put(key, value, scopes=scopes(value), since=since)
+        future.set_result(value)
+        return value
+
     def invalidate(self, scopes: Iterable[str]) -> None:
+        # Reads already under way may predate the change: nobody joins them any more.
+        self._reads.clear()
         self._invalidations += 1
         for scope in scopes:
             for key in self._keys_by_scope.pop(scope, ()):
                 self._drop(key)
 
     def clear(self) -> None:
+        self._reads.clear()
         self._invalidations += 1
         self._entries.clear()
         self._keys_by_scope.clear()

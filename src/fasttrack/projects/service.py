@@ -68,17 +68,19 @@ async def get_visible_summary(
     work: UnitOfWork, project_id: int, *, viewer: UserRead, cache: SummaryCache
 ) -> ProjectSummary | None:
     """The summary of a project the viewer may see (its owner or an admin), or None."""
-    summary = cache.get(project_id)
-    if summary is None:
-        since = cache.since()
+
+    async def read() -> ProjectSummary | None:
         session = await work.session()
         parameters = {"project_id": project_id}
         row = (await execute(session, _SUMMARY, parameters)).mappings().first()
-        if row is None:
-            return None
-        summary = ProjectSummary.model_validate(row)
-        cache.put(project_id, summary, scopes=[project_scope(project_id)], since=since)
-    return summary if viewer.role is Role.admin or summary.owner_id == viewer.id else None
+        return None if row is None else ProjectSummary.model_validate(row)
+
+    summary = await cache.get_or_read(
+        project_id, read, scopes=lambda found: [project_scope(found.id)]
+    )
+    if summary is None or not (viewer.role is Role.admin or summary.owner_id == viewer.id):
+        return None
+    return summary
 
 
 async def list_projects(

@@ -111,16 +111,15 @@ def can_manage(task: TaskView, user: UserRead) -> bool:
 async def get_visible(
     work: UnitOfWork, task_id: int, *, viewer: UserRead, cache: TaskCache
 ) -> TaskView | None:
-    task = cache.get(task_id)
-    if task is None:
-        since = cache.since()
+    async def read() -> TaskView | None:
         session = await work.session()
         row = (await execute(session, _TASK, {"task_id": task_id})).mappings().first()
-        if row is None:
-            return None
-        task = TaskView.model_validate(row)
-        cache.put(task_id, task, scopes=[project_tasks_scope(task.project_id)], since=since)
-    return task if can_see(task, viewer) else None
+        return None if row is None else TaskView.model_validate(row)
+
+    task = await cache.get_or_read(
+        task_id, read, scopes=lambda found: [project_tasks_scope(found.project_id)]
+    )
+    return task if task is not None and can_see(task, viewer) else None
 
 
 async def list_project_tasks(
