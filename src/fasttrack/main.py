@@ -180,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.principals = caches.new(max_entries=CACHE_ENTRIES)
     app.state.project_summaries = caches.new(max_entries=CACHE_ENTRIES)
     app.state.task_cache = caches.new(max_entries=CACHE_ENTRIES)
+    # A page holds up to 100 tasks: fewer of them.
+    app.state.task_pages = caches.new(max_entries=CACHE_ENTRIES // 10)
     app.state.hub = Hub(broker, caches=caches, observer=app.state.metrics)
     app.state.rate_limiter = None
     app.state.route_paths = RoutePaths(app)

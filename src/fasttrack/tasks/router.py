@@ -9,7 +9,7 @@ from starlette.requests import HTTPConnection
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.background import BackgroundJobs
 from fasttrack.core.cache import project_tasks_scope
-from fasttrack.core.db import SessionDep, UnitOfWorkRoute
+from fasttrack.core.db import SessionDep, UnitOfWorkDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
@@ -98,11 +98,17 @@ async def create_task(
     responses=problem_responses(401, 404, 422),
 )
 async def list_project_tasks(
-    project: VisibleProjectSummary, filters: TaskFiltersDep, page: PageParams, session: SessionDep
+    project: VisibleProjectSummary,
+    filters: TaskFiltersDep,
+    page: PageParams,
+    work: UnitOfWorkDep,
+    connection: HTTPConnection,
 ) -> PageResult[TaskRead]:
     """A project's tasks, newest first (owner or admin), filtered by `status`,
     `priority` and `assignee_id`."""
-    return await task_service.list_project_tasks(session, project.id, page, filters=filters)
+    return await task_service.list_project_tasks(
+        work, project.id, page, filters=filters, cache=connection.app.state.task_pages
+    )
 
 
 @router.get(

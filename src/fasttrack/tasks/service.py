@@ -76,9 +76,10 @@ _ASSIGNED_TASKS: Final = KeysetList(
     filters=_FILTERS,
 )
 
-# Tasks by id, exact (see core.cache): every task change invalidates the scope of its
-# project's tasks.
+# Tasks by id, and pages of a project's tasks by project, filters, cursor and size, exact
+# (see core.cache): every task change invalidates the scope of its project's tasks.
 TaskCache = ExactCache[int, TaskView]
+TaskPageCache = ExactCache[tuple[int, "TaskFilters", str | None, int], PageResult[TaskRead]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +124,23 @@ async def get_visible(
 
 
 async def list_project_tasks(
-    session: AsyncSession, project_id: int, params: CursorParams, *, filters: TaskFilters
+    work: UnitOfWork,
+    project_id: int,
+    params: CursorParams,
+    *,
+    filters: TaskFilters,
+    cache: TaskPageCache,
 ) -> PageResult[TaskRead]:
-    return await _PROJECT_TASKS.page(session, params, project_id=project_id, **asdict(filters))
+    """One page of a project's tasks; pages are cached like the tasks themselves."""
+
+    async def read() -> PageResult[TaskRead]:
+        session = await work.session()
+        return await _PROJECT_TASKS.page(session, params, project_id=project_id, **asdict(filters))
+
+    key = (project_id, filters, params.cursor, params.limit)
+    page = await cache.get_or_read(key, read, scopes=lambda _: [project_tasks_scope(project_id)])
+    assert page is not None  # a page is never missing, at most empty
+    return page
 
 
 async def list_assigned_tasks(
