@@ -34,7 +34,7 @@ def counting_statements(app: FastAPI) -> Iterator[Statements]:
     # On PostgreSQL the readers are the writer's engine with options, which runs the
     # writer's listeners too: one listener per pool.
     engines: dict[int, Engine] = {}
-    for async_engine in (database.write_engine, database.engine):
+    for async_engine in (database.write_engine, database.engine, database.single_statement_engine):
         engines.setdefault(id(async_engine.pool), async_engine.sync_engine)
     statements = Statements()
     for engine in engines.values():

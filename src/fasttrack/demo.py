@@ -48,7 +48,8 @@ class DemoLogin:
 
 async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
     """Create demo users, two projects with tasks in every status, and comments."""
-    async with database.session(write=True) as session:
+    async with database.unit_of_work(write=True) as work:
+        session = await work.session()
         if await user_service.get_by_email(session, DEMO_USERS[0][0]) is not None:
             raise DemoAlreadySeeded()
         users: list[User] = []
@@ -71,7 +72,7 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
                 priority=priority,
                 assignee_id=None if assignee is None else users[assignee].id,
             )
-            task = (await task_service.create(session, project, task_body, actor=owner)).task
+            task = (await task_service.create(work, project, task_body, actor=owner)).task
             for step in PATH_TO[status]:
                 await task_service.update(
                     session, task, TaskUpdate(status=step), actor=owner, if_match=None

@@ -47,6 +47,7 @@ def _one_place(app: FastAPI, *, wait: float = SERVED_WITHIN) -> Database:
     return Database(
         engine=engines.engine,
         write_engine=engines.write_engine,
+        single_statement_engine=engines.single_statement_engine,
         read_places=1,
         write_places=1,
         wait=wait,

@@ -36,9 +36,9 @@ class StatementCounter:
 def statements(app: FastAPI) -> Iterator[StatementCounter]:
     database = app.state.database
     # On PostgreSQL the readers are the writer's engine with options, which runs the
-    # writer's listeners too: one listener per pool, on the writer.
+    # writer's listeners too: one listener per pool.
     engines: dict[int, Engine] = {}
-    for engine in (database.write_engine, database.engine):
+    for engine in (database.write_engine, database.engine, database.single_statement_engine):
         engines.setdefault(id(engine.pool), engine.sync_engine)
     counter = StatementCounter()
     for engine in engines.values():

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment, CommentCreate, CommentRead
-from fasttrack.core.db import columns_of, execute, insert_returning, table_of
+from fasttrack.core.db import InsertReturning, columns_of, execute, table_of
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.models import StoredNotification
@@ -20,6 +20,7 @@ from fasttrack.users.models import Role, UserRead
 COMMENT: Final = table_of(Comment)
 _COLUMNS: Final = columns_of(Comment, CommentRead)
 _COMMENTS: Final = sa.select(*_COLUMNS)
+_INSERT: Final = InsertReturning(Comment, returning=_COLUMNS)
 # A comment exists for whoever may see its task.
 _VISIBLE: Final = (
     _COMMENTS.join(task_service.TASK, task_service.TASK.c.id == COMMENT.c.task_id)
@@ -38,9 +39,8 @@ async def create(
     session: AsyncSession, task: TaskView, body: CommentCreate, *, author: UserRead
 ) -> tuple[CommentRead, list[StoredNotification]]:
     """Add a comment; the project owner and the assignee are notified in the same commit."""
-    new = Comment(**body.model_dump(), task_id=task.id, author_id=author.id)
     try:
-        row = await insert_returning(session, new, returning=_COLUMNS)
+        row = await _INSERT(session, **body.model_dump(), task_id=task.id, author_id=author.id)
     except IntegrityError:
         # The task was deleted after this request loaded it; the foreign key refuses the
         # orphan.

@@ -111,20 +111,43 @@ class UnitOfWork:
     """
 
     def __init__(
-        self, factory: async_sessionmaker[AsyncSession], gate: asyncio.Semaphore, wait: float
+        self,
+        factory: async_sessionmaker[AsyncSession],
+        gate: asyncio.Semaphore,
+        wait: float,
+        *,
+        single_statement_factory: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._factory = factory
+        self._single_statement_factory = single_statement_factory or factory
         self._gate = gate
         self._wait = wait
         self._session: AsyncSession | None = None
+        self._autocommits = False
         self._holds_turn = False
 
-    async def session(self) -> AsyncSession:
-        """The session of this unit of work, waiting for its turn the first time."""
+    async def session(self, *, single_statement: bool = False) -> AsyncSession:
+        """The session of this unit of work, waiting for its turn the first time.
+
+        `single_statement`: the whole work is one statement, atomic by itself (triggers
+        included), so it runs without a transaction around it, in autocommit: no BEGIN
+        and no COMMIT (on PostgreSQL two round trips fewer, and the row locks the
+        statement takes, a project's task counts, are held only while it runs; on SQLite
+        one trip to the driver's thread fewer). Only the first call chooses; `commit`
+        knows which it was.
+        """
         if self._session is None:
             await self._take_turn()
-            self._session = self._factory(info={UNIT_OF_WORK: self})
+            self._autocommits = single_statement
+            factory = self._single_statement_factory if single_statement else self._factory
+            self._session = factory(info={UNIT_OF_WORK: self})
         return self._session
+
+    async def commit(self) -> None:
+        """Commit the session's transaction, if it has one: a single statement in
+        autocommit was committed by the database as it ended."""
+        if self._session is not None and not self._autocommits:
+            await self._session.commit()
 
     async def _take_turn(self) -> None:
         try:
@@ -196,21 +219,20 @@ class Database:
         *,
         engine: AsyncEngine,
         write_engine: AsyncEngine,
+        single_statement_engine: AsyncEngine,
         read_places: int,
         write_places: int | None,
         wait: float,
     ) -> None:
         self.engine = engine
         self.write_engine = write_engine
+        self.single_statement_engine = single_statement_engine
         self._wait = wait
         self._sessionmakers = {
-            write: async_sessionmaker(
-                write_engine if write else engine,
-                class_=AsyncSession,
-                expire_on_commit=False,
-                close_resets_only=False,
+            bind: async_sessionmaker(
+                bind, class_=AsyncSession, expire_on_commit=False, close_resets_only=False
             )
-            for write in (False, True)
+            for bind in (engine, write_engine, single_statement_engine)
         }
         read_gate = asyncio.Semaphore(read_places)
         # PostgreSQL: reads and writes share the pool, and so its gate.
@@ -218,7 +240,14 @@ class Database:
         self._gates = {False: read_gate, True: write_gate}
 
     def unit_of_work(self, *, write: bool) -> UnitOfWork:
-        return UnitOfWork(self._sessionmakers[write], self._gates[write], self._wait)
+        if not write:
+            return UnitOfWork(self._sessionmakers[self.engine], self._gates[False], self._wait)
+        return UnitOfWork(
+            self._sessionmakers[self.write_engine],
+            self._gates[True],
+            self._wait,
+            single_statement_factory=self._sessionmakers[self.single_statement_engine],
+        )
 
     @asynccontextmanager
     async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
@@ -227,15 +256,20 @@ class Database:
             yield await work.session()
 
     async def dispose(self) -> None:
-        await self.write_engine.dispose()
-        if self.engine.pool is not self.write_engine.pool:
-            await self.engine.dispose()
+        pools = set()
+        for engine in (self.write_engine, self.engine, self.single_statement_engine):
+            if id(engine.pool) not in pools:
+                pools.add(id(engine.pool))
+                await engine.dispose()
 
 
 def _sqlite_engine(url: str, *, connections: int, writer: bool) -> AsyncEngine:
+    """A pool of SQLite connections: the writer's, whose transactions begin with BEGIN
+    IMMEDIATE, or autocommit ones (the readers', and the writer's for single
+    statements: behind the writers' gate, with its own connection)."""
     # Every checkout is a SQLAlchemy Connection, which ends its own transaction before it
     # returns to the pool: a second rollback there would be one more trip to SQLite's
-    # thread. Readers never open one at all, so a rollback is skipped too.
+    # thread. Autocommit connections never open one at all, so a rollback is skipped.
     options: dict[str, Any] = {"pool_reset_on_return": None}
     if not writer:
         options.update(isolation_level="AUTOCOMMIT", skip_autocommit_rollback=True)
@@ -280,6 +314,9 @@ def create_database(settings: Settings) -> Database:
                 settings.database_url, connections=SQLITE_READ_CONNECTIONS, writer=False
             ),
             write_engine=_sqlite_engine(settings.database_url, connections=1, writer=True),
+            single_statement_engine=_sqlite_engine(
+                settings.database_url, connections=1, writer=False
+            ),
             read_places=SQLITE_READ_CONNECTIONS,
             write_places=1,
             wait=SQLITE_WAIT_SECONDS,
@@ -291,9 +328,11 @@ def create_database(settings: Settings) -> Database:
         pool_timeout=settings.database_timeout,
         connect_args={"timeout": settings.database_timeout},
     )
+    autocommit = write_engine.execution_options(isolation_level="AUTOCOMMIT")
     return Database(
-        engine=write_engine.execution_options(isolation_level="AUTOCOMMIT"),
+        engine=autocommit,
         write_engine=write_engine,
+        single_statement_engine=autocommit,
         read_places=settings.database_pool_size + settings.database_max_overflow,
         write_places=None,
         wait=settings.database_timeout,
@@ -409,22 +448,38 @@ def columns_of(model: type[SQLModel], shape: type[BaseModel]) -> list[Column[Any
     return [column for column in table_of(model).c if column.key in shape.model_fields]
 
 
-async def insert_returning(
-    session: AsyncSession, row: SQLModel, *, returning: Sequence[Column[Any]]
-) -> RowMapping:
-    """INSERT one row of a table model with Core, in the session's transaction.
+class InsertReturning:
+    """INSERT one row of a table model and return `returning`, with Core, in the
+    session's transaction; the statement is built once.
 
-    The table model builds the values, so its defaults (`utcnow`, `version=1`) are
-    declared once, on the model; an unset autoincrement key is left to the database.
+    The table model's defaults (`utcnow`, `version=1`) fill what the caller leaves out,
+    so they are declared once, on the model, without building a model instance per row
+    (SQLModel's instrumented constructor is the dearer part of a small insert). An unset
+    autoincrement key is left to the database.
     """
-    table = table_of(type(row))
-    values = {
-        name: value
-        for name, value in row.model_dump().items()
-        if not (value is None and table.c[name].primary_key)
-    }
-    result = await execute(session, insert(table).returning(*returning), values)
-    return result.mappings().one()
+
+    def __init__(self, model: type[SQLModel], *, returning: Sequence[Column[Any]]) -> None:
+        table = table_of(model)
+        self._statement = insert(table).returning(*returning)
+        self._defaults: dict[str, Any] = {}
+        self._factories: dict[str, Callable[[], Any]] = {}
+        for name, field in model.model_fields.items():
+            if table.c[name].primary_key or field.is_required():
+                continue
+            if field.default_factory is None:
+                self._defaults[name] = field.default
+            else:
+                # Factories that read the other fields would need a validated instance.
+                assert not field.default_factory_takes_validated_data, name
+                self._factories[name] = field.default_factory  # type: ignore[assignment]
+
+    async def __call__(self, session: AsyncSession, **values: Any) -> RowMapping:
+        row = {**self._defaults, **values}
+        for name, factory in self._factories.items():
+            if name not in values:
+                row[name] = factory()
+        result = await execute(session, self._statement, row)
+        return result.mappings().one()
 
 
 async def execute(

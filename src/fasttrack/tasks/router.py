@@ -81,11 +81,11 @@ async def create_task(
     follow_up: FollowUpDep,
     request: Request,
     response: Response,
-    session: SessionDep,
+    work: UnitOfWorkDep,
 ) -> TaskView:
     """Create a task in a project (owner or admin). `assignee_id` must be an existing,
     active user (422 otherwise); the assignee is notified (`task_assigned`) and e-mailed."""
-    change = await task_service.create(session, project, body, actor=user)
+    change = await task_service.create(work, project, body, actor=user)
     await follow_up(change, actor=user)
     response.headers["Location"] = url_for(request, "get_task", task_id=change.task.id)
     response.headers["ETag"] = etag(change.task.version)

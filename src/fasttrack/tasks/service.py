@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.cache import ExactCache, project_tasks_scope
-from fasttrack.core.db import UnitOfWork, columns_of, execute, insert_returning, table_of, utcnow
+from fasttrack.core.db import InsertReturning, UnitOfWork, columns_of, execute, table_of, utcnow
 from fasttrack.core.errors import Forbidden
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.core.versioning import IfMatch, save_versioned
@@ -50,6 +50,7 @@ VISIBLE_TO_VIEWER: Final = sa.or_(
     TASK.c.assignee_id == user_service.VIEWER_ID,
 )
 _VIEW_COLUMNS: Final = columns_of(Task, TaskView)
+_INSERT: Final = InsertReturning(Task, returning=_VIEW_COLUMNS)
 _TASK: Final = (
     sa.select(*_VIEW_COLUMNS, PROJECT.c.owner_id.label("project_owner_id"))
     .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
@@ -159,15 +160,18 @@ async def _assignable_user(session: AsyncSession, user_id: int | None) -> UserRe
 
 
 async def create(
-    session: AsyncSession, project: ProjectSummary, body: TaskCreate, *, actor: UserRead
+    work: UnitOfWork, project: ProjectSummary, body: TaskCreate, *, actor: UserRead
 ) -> TaskChange:
     """Insert a task, and notify its assignee in the same transaction. The project's
-    counts follow in that transaction too (a trigger of the task table)."""
+    counts follow in that transaction too (a trigger of the task table). Without an
+    assignee the insert is the only statement."""
+    session = await work.session(single_statement=body.assignee_id is None)
     assignee = await _assignable_user(session, body.assignee_id)
     completed_at = utcnow() if body.status is TaskStatus.done else None
-    new = Task(**body.model_dump(), project_id=project.id, completed_at=completed_at)
     try:
-        row = await insert_returning(session, new, returning=_VIEW_COLUMNS)
+        row = await _INSERT(
+            session, **body.model_dump(), project_id=project.id, completed_at=completed_at
+        )
     except IntegrityError:
         # The project was deleted after this request loaded it; the foreign key refuses
         # the orphan. (Users are never deleted, only deactivated, so it is not the assignee.)
@@ -175,7 +179,7 @@ async def create(
         raise ProjectNotFound() from None
     task = TaskView.model_validate({**row, "project_owner_id": project.owner_id})
     notifications = await _notify_assignment(session, task, project.name, assignee, actor=actor)
-    await session.commit()
+    await work.commit()
     return TaskChange(
         task=task,
         project_name=project.name,
