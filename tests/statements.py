@@ -1,11 +1,12 @@
 """Count the SQL statements an application runs, to see what its caches spared it."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fasttrack.core.db import Database
 
@@ -28,19 +29,29 @@ class Statements:
 
 
 @contextmanager
-def counting_statements(app: FastAPI) -> Iterator[Statements]:
-    """Every statement `app` runs inside the block, on its readers and its writer."""
-    database: Database = app.state.database
+def listening_to_statements(
+    engines: Iterable[AsyncEngine], listener: Callable[..., None]
+) -> Iterator[None]:
+    """`listener` as a `before_cursor_execute` listener of `engines` inside the block."""
     # On PostgreSQL the readers are the writer's engine with options, which runs the
     # writer's listeners too: one listener per pool.
-    engines: dict[int, Engine] = {}
-    for async_engine in (database.write_engine, database.engine, database.single_statement_engine):
-        engines.setdefault(id(async_engine.pool), async_engine.sync_engine)
-    statements = Statements()
-    for engine in engines.values():
-        event.listen(engine, "before_cursor_execute", statements)
+    pools: dict[int, Engine] = {}
+    for async_engine in engines:
+        pools.setdefault(id(async_engine.pool), async_engine.sync_engine)
+    for engine in pools.values():
+        event.listen(engine, "before_cursor_execute", listener)
     try:
-        yield statements
+        yield
     finally:
-        for engine in engines.values():
-            event.remove(engine, "before_cursor_execute", statements)
+        for engine in pools.values():
+            event.remove(engine, "before_cursor_execute", listener)
+
+
+@contextmanager
+def counting_statements(app: FastAPI) -> Iterator[Statements]:
+    """Every statement `app` runs inside the block, on its readers and its writers."""
+    database: Database = app.state.database
+    statements = Statements()
+    engines = (database.write_engine, database.engine, database.single_statement_engine)
+    with listening_to_statements(engines, statements):
+        yield statements

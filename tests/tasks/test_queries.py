@@ -7,64 +7,42 @@ of a project's tasks asked for again comes from the cache of pages.
 """
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import Engine, event
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
 from fasttrack.projects.models import Project
 from fasttrack.tasks.models import Task
 from tests.factories import login, make_project, make_user
+from tests.statements import Statements, counting_statements
 
 ROWS = 100
 
 
-class StatementCounter:
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-
-    def __call__(self, *args: Any) -> None:
-        """A `before_cursor_execute` listener: (connection, cursor, statement, ...)."""
-        self.statements.append(args[2])
-
-
 @pytest.fixture
-def statements(app: FastAPI) -> Iterator[StatementCounter]:
-    database = app.state.database
-    # On PostgreSQL the readers are the writer's engine with options, which runs the
-    # writer's listeners too: one listener per pool.
-    engines: dict[int, Engine] = {}
-    for engine in (database.write_engine, database.engine, database.single_statement_engine):
-        engines.setdefault(id(engine.pool), engine.sync_engine)
-    counter = StatementCounter()
-    for engine in engines.values():
-        event.listen(engine, "before_cursor_execute", counter)
-    try:
-        yield counter
-    finally:
-        for engine in engines.values():
-            event.remove(engine, "before_cursor_execute", counter)
+def statements(app: FastAPI) -> Iterator[Statements]:
+    with counting_statements(app) as seen:
+        yield seen
 
 
 async def _count(
     client: AsyncClient,
-    statements: StatementCounter,
+    statements: Statements,
     path: str,
     limit: int,
     headers: dict[str, str],
 ) -> tuple[int, int]:
-    statements.statements.clear()
+    statements.clear()
     response = await client.get(path, params={"limit": limit}, headers=headers)
     assert response.status_code == 200
-    return len(response.json()["items"]), len(statements.statements)
+    return len(response.json()["items"]), len(statements)
 
 
 async def _first_then_pages(
-    client: AsyncClient, statements: StatementCounter, path: str, headers: dict[str, str]
+    client: AsyncClient, statements: Statements, path: str, headers: dict[str, str]
 ) -> tuple[int, int, int]:
     """Statements of the token's first request (5 items), then of 100 and of 5 items."""
     first = await _count(client, statements, path, 5, headers)
@@ -82,7 +60,7 @@ async def _first_then_pages(
 async def test_listing_100_tasks_costs_as_many_statements_as_listing_5(
     client: AsyncClient,
     session: AsyncSession,
-    statements: StatementCounter,
+    statements: Statements,
     path: str,
     expected: tuple[int, int, int],
 ) -> None:
@@ -99,11 +77,11 @@ async def test_listing_100_tasks_costs_as_many_statements_as_listing_5(
 
     counts = await _first_then_pages(client, statements, url, headers)
 
-    assert counts == expected, statements.statements
+    assert counts == expected, statements.seen
 
 
 async def test_listing_100_comments_costs_as_many_statements_as_listing_5(
-    client: AsyncClient, session: AsyncSession, statements: StatementCounter
+    client: AsyncClient, session: AsyncSession, statements: Statements
 ) -> None:
     owner = await make_user(session)
     project = await make_project(session, owner=owner)
@@ -120,11 +98,11 @@ async def test_listing_100_comments_costs_as_many_statements_as_listing_5(
     counts = await _first_then_pages(client, statements, f"/tasks/{task.id}/comments", headers)
 
     # First: authentication, the task, the page.
-    assert counts == (3, 1, 1), statements.statements
+    assert counts == (3, 1, 1), statements.seen
 
 
 async def test_listing_100_projects_costs_as_many_statements_as_listing_5(
-    client: AsyncClient, session: AsyncSession, statements: StatementCounter
+    client: AsyncClient, session: AsyncSession, statements: Statements
 ) -> None:
     owner = await make_user(session)
     assert owner.id is not None
@@ -135,4 +113,4 @@ async def test_listing_100_projects_costs_as_many_statements_as_listing_5(
     counts = await _first_then_pages(client, statements, "/projects", headers)
 
     # First: authentication, the page.
-    assert counts == (2, 1, 1), statements.statements
+    assert counts == (2, 1, 1), statements.seen

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.db import Database
 from tests.factories import login, make_project, make_user
+from tests.statements import listening_to_statements
 
 
 class Inserts:
@@ -34,19 +34,10 @@ class Inserts:
 @pytest.fixture
 def inserts(app: FastAPI) -> Iterator[Inserts]:
     database: Database = app.state.database
-    # On PostgreSQL the autocommit engine is the writer's with options, and runs the
-    # writer's listeners: one listener per pool.
-    engines: dict[int, Engine] = {}
-    for async_engine in (database.write_engine, database.single_statement_engine):
-        engines.setdefault(id(async_engine.pool), async_engine.sync_engine)
     listener = Inserts(database)
-    for engine in engines.values():
-        event.listen(engine, "before_cursor_execute", listener)
-    try:
+    engines = (database.write_engine, database.single_statement_engine)
+    with listening_to_statements(engines, listener):
         yield listener
-    finally:
-        for engine in engines.values():
-            event.remove(engine, "before_cursor_execute", listener)
 
 
 async def test_a_task_without_assignee_is_one_statement_outside_a_transaction(
