@@ -47,7 +47,8 @@ from fasttrack.users.router import router as users_router
 
 API_PREFIX: Final = "/api/v1"
 PURGE_INTERVAL_SECONDS: Final = 3600.0
-# Entries of each exact cache (principals, project summaries, tasks): a few MiB when full.
+# Entries of each exact cache (principals, project summaries, tasks; pages of tasks a
+# tenth of it): a few MiB when full.
 CACHE_ENTRIES: Final = 10_000
 # Operations and docs are never rate-limited (SPEC §5).
 RATE_LIMIT_EXEMPT: Final = ("/health", "/metrics", "/openapi.json", *DOCS_PREFIXES)
@@ -180,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.principals = caches.new(max_entries=CACHE_ENTRIES)
     app.state.project_summaries = caches.new(max_entries=CACHE_ENTRIES)
     app.state.task_cache = caches.new(max_entries=CACHE_ENTRIES)
-    # A page holds up to 100 tasks: fewer of them.
+    # A page holds up to 100 tasks.
     app.state.task_pages = caches.new(max_entries=CACHE_ENTRIES // 10)
     app.state.hub = Hub(broker, caches=caches, observer=app.state.metrics)
     app.state.rate_limiter = None

@@ -449,8 +449,8 @@ def columns_of(model: type[SQLModel], shape: type[BaseModel]) -> list[Column[Any
 
 
 class InsertReturning:
-    """INSERT one row of a table model and return `returning`, with Core, in the
-    session's transaction; the statement is built once.
+    """INSERT rows of a table model and return `returning`, with Core, in the session's
+    transaction; the statement is built once.
 
     The table model's defaults (`utcnow`, `version=1`) fill what the caller leaves out,
     so they are declared once, on the model, without building a model instance per row
@@ -460,7 +460,8 @@ class InsertReturning:
 
     def __init__(self, model: type[SQLModel], *, returning: Sequence[Column[Any]]) -> None:
         table = table_of(model)
-        self._statement = insert(table).returning(*returning)
+        # Several rows go in one statement, and come back in the order they were given.
+        self._statement = insert(table).returning(*returning, sort_by_parameter_order=True)
         self._defaults: dict[str, Any] = {}
         self._factories: dict[str, Callable[[], Any]] = {}
         for name, field in model.model_fields.items():
@@ -473,13 +474,25 @@ class InsertReturning:
                 assert not field.default_factory_takes_validated_data, name
                 self._factories[name] = field.default_factory  # type: ignore[assignment]
 
-    async def __call__(self, session: AsyncSession, **values: Any) -> RowMapping:
+    def _row(self, values: Mapping[str, Any]) -> dict[str, Any]:
         row = {**self._defaults, **values}
         for name, factory in self._factories.items():
             if name not in values:
                 row[name] = factory()
-        result = await execute(session, self._statement, row)
+        return row
+
+    async def __call__(self, session: AsyncSession, **values: Any) -> RowMapping:
+        result = await execute(session, self._statement, self._row(values))
         return result.mappings().one()
+
+    async def many(
+        self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+    ) -> Sequence[RowMapping]:
+        """Several rows in one statement; what each returns, in the order given."""
+        if not rows:
+            return []
+        result = await execute(session, self._statement, [self._row(row) for row in rows])
+        return result.mappings().all()
 
 
 async def execute(

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.db import columns_of, execute, table_of, utcnow
+from fasttrack.core.db import InsertReturning, columns_of, execute, table_of, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.notifications.exceptions import NotificationNotFound
 from fasttrack.notifications.models import (
@@ -22,8 +22,7 @@ REPLAY_BATCH: Final = 100
 
 NOTIFICATION: Final = table_of(Notification)
 _STORED: Final = columns_of(Notification, StoredNotification)
-# Rows in the order given: the recipients' inbox order is the order they were listed in.
-_INSERT: Final = sa.insert(NOTIFICATION).returning(*_STORED, sort_by_parameter_order=True)
+_INSERT: Final = InsertReturning(Notification, returning=_STORED)
 _MISSED: Final = (
     sa.select(*_STORED)
     .where(
@@ -62,14 +61,13 @@ async def notify(
     The caller commits; pushing to live connections happens after that commit.
     """
     rows = [
-        Notification(user_id=user_id, type=kind.value, data=data).model_dump(exclude={"id"})
+        {"user_id": user_id, "type": kind.value, "data": data}
         for user_id in dict.fromkeys(recipients)
         if user_id is not None and user_id != actor.id
     ]
-    if not rows:
-        return []
-    result = await execute(session, _INSERT, rows)
-    return [StoredNotification.model_validate(row) for row in result.mappings()]
+    # In the order given: the recipients' inboxes fill in the order they were listed.
+    stored = await _INSERT.many(session, rows)
+    return [StoredNotification.model_validate(row) for row in stored]
 
 
 async def task_assigned(
