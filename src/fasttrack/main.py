@@ -20,6 +20,7 @@ from fasttrack.auth import service as auth_service
 from fasttrack.auth.router import router as auth_router
 from fasttrack.auth.tokens import TokenService
 from fasttrack.comments.router import router as comments_router
+from fasttrack.core.body_limit import BodyLimitMiddleware
 from fasttrack.core.cache import Caches
 from fasttrack.core.config import Settings
 from fasttrack.core.db import Database, create_database
@@ -206,6 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             exempt_prefixes=RATE_LIMIT_EXEMPT,
             metrics=app.state.metrics,
         )
+    app.add_middleware(BodyLimitMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
