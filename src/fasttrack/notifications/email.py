@@ -1,14 +1,19 @@
 """Outgoing e-mail: a small sender interface with a logging default and an SMTP backend."""
 
 import logging
+import re
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Final, Protocol
 
 import aiosmtplib
 
 from fasttrack.core.config import Settings
 
 logger = logging.getLogger("fasttrack.email")
+
+# The control characters (Unicode category Cc) and the line and paragraph separators: every
+# character `str.splitlines()` breaks at is among them.
+_NOT_IN_HEADERS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class EmailSender(Protocol):
@@ -64,12 +69,23 @@ def create_email_sender(settings: Settings) -> EmailSender:
     return LoggingEmailSender(settings.smtp_from)
 
 
+def header_text(value: str) -> str:
+    """`value` made fit for a header: no line break or other control character, one space
+    between words.
+
+    The email package refuses a header value with any character `str.splitlines()` breaks
+    at (its guard against header injection), and the e-mail is built after the change is
+    committed, so user text in a header must never be able to make it fail.
+    """
+    return " ".join(_NOT_IN_HEADERS.sub(" ", value).split())
+
+
 def assignment_email(
     *, to: str, assignee_name: str, task_title: str, project_name: str, assigned_by: str
 ) -> EmailMessage:
     message = EmailMessage()
-    message["To"] = to
-    message["Subject"] = f"[{project_name}] You were assigned: {task_title}"
+    message["To"] = header_text(to)
+    message["Subject"] = header_text(f"[{project_name}] You were assigned: {task_title}")
     message.set_content(
         f"Hi {assignee_name},\n\n"
         f"{assigned_by} assigned you the task “{task_title}” in the project “{project_name}”.\n"
