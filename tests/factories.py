@@ -21,8 +21,8 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
-from fasttrack.core.cache import ExactCache, project_scope, project_tasks_scope
-from fasttrack.core.db import UnitOfWork, execute
+from fasttrack.core.cache import ValidatedCache, project_scope, project_tasks_scope
+from fasttrack.core.db import UnitOfWork, commit, effects_of, execute
 from fasttrack.notifications.email import EmailSender
 from fasttrack.projects.models import Project, ProjectStatus
 from fasttrack.tasks.models import Priority, Task, TaskStatus
@@ -249,11 +249,14 @@ async def race_after_load(
     table: sa.Table = model.__table__  # type: ignore[attr-defined]
 
     async def load_then_race(
-        work: UnitOfWork, row_id: int, *, viewer: UserRead, cache: ExactCache[int, Any]
+        work: UnitOfWork, row_id: int, *, viewer: UserRead, cache: ValidatedCache[int, Any]
     ) -> object:
         monkeypatch.setattr(service, loader, load)
-        async with app.state.database.unit_of_work(write=False) as earlier:
-            await load(earlier, row_id, viewer=viewer, cache=cache)
+        # Two earlier requests: a task's first read tells the cache its project, the
+        # second stores it under their stamp.
+        for _ in range(2):
+            async with app.state.database.unit_of_work(write=False) as earlier:
+                await load(earlier, row_id, viewer=viewer, cache=cache)
         row = await load(work, row_id, viewer=viewer, cache=cache)
         change = (
             sa.delete(table).where(table.c.id == row_id)
@@ -264,14 +267,14 @@ async def race_after_load(
         )
         async with app.state.database.session(write=True) as other:
             before = (await execute(other, sa.select(table).where(table.c.id == row_id))).one()
+            if model.__tablename__ == "project":
+                effects_of(other).invalidate(
+                    project_scope(before.id), project_tasks_scope(before.id)
+                )
+            else:
+                effects_of(other).invalidate(project_tasks_scope(before.project_id))
             await execute(other, change)
-            await other.commit()
-        if model.__tablename__ == "project":
-            await app.state.hub.invalidate(
-                [project_scope(before.id), project_tasks_scope(before.id)]
-            )
-        else:
-            await app.state.hub.invalidate([project_tasks_scope(before.project_id)])
+            await commit(other)
         return row
 
     monkeypatch.setattr(service, loader, load_then_race)

@@ -4,6 +4,8 @@ openapi."""
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -12,12 +14,15 @@ import uvicorn
 from pydantic import ValidationError
 
 from fasttrack.auth.tokens import TokenService
-from fasttrack.core.cache import user_scope
+from fasttrack.core.cache import Caches
 from fasttrack.core.config import Settings
-from fasttrack.core.db import create_database, idle
+from fasttrack.core.db import Database, create_database, idle
+from fasttrack.core.freshness import create_freshness
 from fasttrack.core.migrations import upgrade_to_head
 from fasttrack.core.security import PasswordHasher
-from fasttrack.notifications.hub import invalidation_event, revocation_event, tell_running_servers
+from fasttrack.notifications.broker import create_broker
+from fasttrack.notifications.email import create_email_sender
+from fasttrack.notifications.hub import Hub
 from fasttrack.notifications.ws import MAX_FRAME_BYTES
 from fasttrack.projects import service as project_service
 from fasttrack.users import service as user_service
@@ -28,6 +33,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """The database, for a command whose changes running servers must hear of: what it
+    changed goes stale in their caches, and the sessions it ends close their sockets."""
+    database = create_database(settings)
+    freshness = create_freshness(
+        database_url=settings.database_url, redis_url=settings.redis_url, workers=1
+    )
+    hub = Hub(create_broker(settings.redis_url), caches=Caches(freshness))
+    database.publisher = hub
+    try:
+        yield database
+    finally:
+        await hub.stop()
+        await database.dispose()
 
 
 def load_settings() -> Settings:
@@ -101,10 +123,9 @@ def create_admin(
     settings = load_settings()
 
     async def run(password: str | None) -> tuple[str, bool]:
-        database = create_database(settings)
         hasher = PasswordHasher(rounds=settings.bcrypt_rounds, workers=1)
         try:
-            async with database.session(write=True) as session:
+            async with open_database(settings) as database, database.session(write=True) as session:
                 existing = await user_service.get_by_email(session, email)
                 if existing is None and password is None:
                     # On SQLite this session is the writer: never hold it while a human types.
@@ -120,20 +141,9 @@ def create_admin(
                     hasher=hasher,
                     tokens=TokenService(settings),
                 )
-            assert user.id is not None
-            # A running server may hold the account in its caches: a new password ended
-            # every session (their sockets close too), any other change is a new row.
-            if not created:
-                change = (
-                    revocation_event(user.id, None)
-                    if password is not None
-                    else invalidation_event([user_scope(user.id)])
-                )
-                await tell_running_servers(settings.redis_url, [change])
             return user.email, created
         finally:
             hasher.close()
-            await database.dispose()
 
     try:
         address, created = asyncio.run(run(password))
@@ -151,12 +161,8 @@ def repair_counts() -> None:
     settings = load_settings()
 
     async def run() -> list[int]:
-        database = create_database(settings)
-        try:
-            async with database.session(write=True) as session:
-                return await project_service.repair_task_counts(session)
-        finally:
-            await database.dispose()
+        async with open_database(settings) as database, database.session(write=True) as session:
+            return await project_service.repair_task_counts(session)
 
     repaired = asyncio.run(run())
     if repaired:
@@ -173,13 +179,12 @@ def seed_demo() -> None:
     settings = load_settings()
 
     async def run() -> list[demo.DemoLogin]:
-        database = create_database(settings)
         hasher = PasswordHasher(rounds=settings.bcrypt_rounds, workers=2)
         try:
-            return await demo.seed(database, hasher)
+            async with open_database(settings) as database:
+                return await demo.seed(database, hasher, create_email_sender(settings))
         finally:
             hasher.close()
-            await database.dispose()
 
     try:
         logins = asyncio.run(run())

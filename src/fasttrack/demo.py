@@ -7,6 +7,7 @@ from fasttrack.comments import service as comment_service
 from fasttrack.comments.models import CommentCreate
 from fasttrack.core.db import Database
 from fasttrack.core.security import PasswordHasher
+from fasttrack.notifications.email import EmailSender
 from fasttrack.projects import service as project_service
 from fasttrack.projects.models import ProjectCreate, ProjectSummary
 from fasttrack.tasks import service as task_service
@@ -46,7 +47,7 @@ class DemoLogin:
     role: Role
 
 
-async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
+async def seed(database: Database, hasher: PasswordHasher, mailer: EmailSender) -> list[DemoLogin]:
     """Create demo users, two projects with tasks in every status, and comments."""
     async with database.unit_of_work(write=True) as work:
         session = await work.session()
@@ -72,10 +73,15 @@ async def seed(database: Database, hasher: PasswordHasher) -> list[DemoLogin]:
                 priority=priority,
                 assignee_id=None if assignee is None else users[assignee].id,
             )
-            task = (await task_service.create(work, project, task_body, actor=owner)).task
+            task = await task_service.create(work, project, task_body, actor=owner, mailer=mailer)
             for step in PATH_TO[status]:
-                await task_service.update(
-                    session, task, TaskUpdate(status=step), actor=owner, if_match=None
+                task = await task_service.update(
+                    session,
+                    task,
+                    TaskUpdate(status=step),
+                    actor=owner,
+                    if_match=None,
+                    mailer=mailer,
                 )
             await comment_service.create(
                 session, task, CommentCreate(body=f"Kick-off note for “{title}”."), author=owner

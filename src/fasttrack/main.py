@@ -25,6 +25,7 @@ from fasttrack.core.cache import Caches
 from fasttrack.core.config import Settings
 from fasttrack.core.db import Database, create_database
 from fasttrack.core.errors import install_error_handlers, problem_responses
+from fasttrack.core.freshness import create_freshness
 from fasttrack.core.logging import configure_logging
 from fasttrack.core.metrics import Metrics, MetricsMiddleware
 from fasttrack.core.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
@@ -177,14 +178,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursor_codec = CursorCodec(settings.secret_key.get_secret_value().encode())
     app.state.email_sender = create_email_sender(settings)
     app.state.metrics = Metrics()
-    broker = create_broker(settings.redis_url, processes=settings.workers)
-    app.state.caches = caches = Caches(broker.continuity, ttl=settings.cache_ttl)
+    freshness = create_freshness(
+        database_url=settings.database_url, redis_url=settings.redis_url, workers=settings.workers
+    )
+    app.state.caches = caches = Caches(freshness, ttl=settings.cache_ttl)
     app.state.principals = caches.new(max_entries=CACHE_ENTRIES)
     app.state.project_summaries = caches.new(max_entries=CACHE_ENTRIES)
     app.state.task_cache = caches.new(max_entries=CACHE_ENTRIES)
     # A page holds up to 100 tasks.
     app.state.task_pages = caches.new(max_entries=CACHE_ENTRIES // 10)
-    app.state.hub = Hub(broker, caches=caches, observer=app.state.metrics)
+    app.state.hub = Hub(
+        create_broker(settings.redis_url), caches=caches, observer=app.state.metrics
+    )
+    app.state.database.publisher = app.state.hub
     app.state.rate_limiter = None
     app.state.route_paths = RoutePaths(app)
 

@@ -6,6 +6,8 @@ from typing import Any, cast
 from starlette.websockets import WebSocket
 
 from fasttrack.core.cache import Caches
+from fasttrack.core.effects import Effects
+from fasttrack.core.freshness import NoVersions
 from fasttrack.notifications.broker import MemoryBroker
 from fasttrack.notifications.hub import CloseCode, Connection, Hub
 
@@ -36,7 +38,7 @@ def _message(number: int) -> dict[str, Any]:
 
 async def test_the_hub_keeps_every_connection_per_user_and_counts_once() -> None:
     counts = Counts()
-    hub = Hub(broker := MemoryBroker(), caches=Caches(broker.continuity), observer=counts)
+    hub = Hub(MemoryBroker(), caches=Caches(NoVersions()), observer=counts)
     tab, other_tab, someone_else = _connection(1), _connection(1), _connection(2)
     for connection in (tab, other_tab, someone_else):
         hub.register(connection)
@@ -51,14 +53,16 @@ async def test_the_hub_keeps_every_connection_per_user_and_counts_once() -> None
 
 
 async def test_a_revocation_closes_only_the_named_sessions() -> None:
-    hub = Hub(broker := MemoryBroker(), caches=Caches(broker.continuity))
+    hub = Hub(MemoryBroker(), caches=Caches(NoVersions()))
     await hub.start()
     ended, kept, everything = _connection(1, "a"), _connection(1, "b"), _connection(2, "c")
     for connection in (ended, kept, everything):
         hub.register(connection)
 
-    await hub.revoke(1, ["a"])
-    await hub.revoke(2, None)
+    effects = Effects()
+    effects.revoke(1, ["a"])
+    effects.revoke(2, None)
+    await hub.publish(effects)
 
     assert (ended.close_code, kept.close_code, everything.close_code) == (
         CloseCode.REVOKED,
@@ -79,7 +83,7 @@ async def test_the_first_close_reason_wins() -> None:
 
 
 async def test_without_an_observer_the_hub_still_delivers() -> None:
-    hub = Hub(broker := MemoryBroker(), caches=Caches(broker.continuity))
+    hub = Hub(MemoryBroker(), caches=Caches(NoVersions()))
     await hub.start()
     connection = _connection(5)
     hub.register(connection)

@@ -13,10 +13,14 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.auth import service as auth_service
+from fasttrack.auth.models import RevokedToken
+from fasttrack.core.db import utcnow
+from fasttrack.core.effects import Effects
 from fasttrack.notifications import hub as hub_module
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.hub import Hub
 from fasttrack.notifications.models import Notification, NotificationType, StoredNotification
+from fasttrack.notifications.service import notifications_event
 from fasttrack.users.models import User
 from tests.conftest import AppFactory
 from tests.factories import (
@@ -240,7 +244,7 @@ async def test_nothing_is_lost_or_doubled_at_the_seam_between_replay_and_live(
         batch = [row for row in await missed_since(reads, user_id, since, **kw) if row.id != older]
         rows = {row.id: row for row in batch}
         # Published while the replay is under way: one it also read, one it did not.
-        await hub.publish([rows[replayed], late])
+        await hub.publish(Effects(events=[notifications_event([rows[replayed], late])]))
         return batch
 
     monkeypatch.setattr(notification_service, "missed_since", replay_racing_commits)
@@ -441,9 +445,8 @@ async def test_a_revocation_the_socket_was_not_told_about_closes_it_within_a_hea
     token = await _token(client, user)
     async with ws_client(fast_app) as http, open_socket(http, token) as ws:
         # Straight into the blocklist: no event is published, only the database knows.
-        await auth_service.revoke_session(
-            session, claims_of(token)["sid"], tokens=fast_app.state.tokens
-        )
+        expires_at = utcnow() + fast_app.state.tokens.refresh_lifetime
+        session.add(RevokedToken(id=claims_of(token)["sid"], expires_at=expires_at))
         await session.commit()
         assert await close_code(ws, within=1) == (4003, [])
 
@@ -537,7 +540,7 @@ async def test_a_client_too_far_behind_is_closed_with_1013(
     hub: Hub = app.state.hub
     rows = [_stored(await session.get(Notification, row)) for row in await _store(session, user, 5)]
     async with ws_client(app) as http, open_socket(http, await _token(client, user)) as ws:
-        await hub.publish(rows)
+        await hub.publish(Effects(events=[notifications_event(rows)]))
         code, messages = await close_code(ws)
 
     assert code == 1013

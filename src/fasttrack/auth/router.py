@@ -13,11 +13,9 @@ from fasttrack.auth.models import (
     TokenForm,
     TokenPair,
 )
-from fasttrack.auth.service import SessionReused
 from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.routing import url_for
-from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.users import service as user_service
 from fasttrack.users.models import User, UserCreate, UserRead
 
@@ -92,18 +90,13 @@ async def refresh_tokens(
     body: RefreshRequest,
     session: SessionDep,
     tokens: TokensDep,
-    broadcast: BroadcastDep,
     response: Response,
 ) -> TokenPair:
     """Rotate a refresh token: answers a new pair and revokes the token presented.
     Presenting an already-rotated refresh token revokes its whole session (401
     `token_revoked`). Clients must not refresh concurrently with one token: exactly one
     such request succeeds and the others count as reuse."""
-    try:
-        pair = await auth_service.rotate(session, body.refresh_token, tokens=tokens)
-    except SessionReused as reuse:
-        await broadcast.revocation(reuse.user_id, [reuse.sid])
-        raise
+    pair = await auth_service.rotate(session, body.refresh_token, tokens=tokens)
     response.headers.update(NO_STORE)
     return pair
 
@@ -117,19 +110,17 @@ async def logout(
     principal: CurrentPrincipal,
     session: SessionDep,
     tokens: TokensDep,
-    broadcast: BroadcastDep,
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> None:
     """End the current session: the access token and every refresh token of its
     session stop working, and its WebSockets close (4003). A `refresh_token` in the body
     ends its session too."""
-    sids = await auth_service.logout(
+    await auth_service.logout(
         session,
         principal,
         refresh_token=body.refresh_token if body else None,
         tokens=tokens,
     )
-    await broadcast.revocation(principal.user.id, sids)
 
 
 @router.post(
@@ -137,9 +128,6 @@ async def logout(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401),
 )
-async def logout_all(
-    principal: CurrentPrincipal, session: SessionDep, tokens: TokensDep, broadcast: BroadcastDep
-) -> None:
+async def logout_all(principal: CurrentPrincipal, session: SessionDep, tokens: TokensDep) -> None:
     """End every session of the caller, on every device; their WebSockets close (4003)."""
     await auth_service.logout_everywhere(session, principal, tokens=tokens)
-    await broadcast.revocation(principal.user.id, None)

@@ -18,10 +18,12 @@ from fasttrack.auth.exceptions import (
 )
 from fasttrack.auth.models import AuthSession, RevokedToken, TokenPair
 from fasttrack.auth.tokens import Claims, TokenService, TokenType, new_token_id
-from fasttrack.core.cache import ExactCache, user_scope
+from fasttrack.core.cache import ValidatedCache, user_scope
 from fasttrack.core.db import (
     UnitOfWork,
     columns_of,
+    commit,
+    effects_of,
     execute,
     idle,
     insert_ignoring_duplicates,
@@ -52,7 +54,7 @@ class Principal:
 
 
 # Access tokens already checked, by their id (see principal_for).
-PrincipalCache = ExactCache[str, Principal]
+PrincipalCache = ValidatedCache[str, Principal]
 
 
 class SessionReused(TokenRevoked):
@@ -85,9 +87,9 @@ async def principal_for(
     """Who sends this access token: verified (signature, type, issuer, audience, expiry),
     then checked against the database, or found in the cache of tokens so checked.
 
-    The cache is exact: every change to a user or a session (logout, deactivation, role
-    or password change) invalidates the user's entries in every process before its
-    request answers (see core.cache), so role and activity are still the row's.
+    The cache is validated: every change to a user or a session (logout, deactivation,
+    role or password change) moves the user's scope in every process before its request
+    answers (see core.cache), so role and activity are still the row's.
     """
     claims = tokens.decode(token, TokenType.access)
 
@@ -95,7 +97,7 @@ async def principal_for(
         return await load_principal(await work.session(), claims)
 
     principal = await cache.get_or_read(
-        claims.jti, read, scopes=lambda found: [user_scope(found.user.id)]
+        claims.jti, read, scopes=[user_scope(claims.user_id)], may_wait=work.may_wait
     )
     assert principal is not None  # load_principal raises rather than finding nothing
     return principal
@@ -126,7 +128,7 @@ async def start_session(session: AsyncSession, user: User, *, tokens: TokenServi
     sid = new_token_id()
     pair, refresh = tokens.issue_pair(user.id, sid=sid)
     session.add(AuthSession(id=sid, user_id=user.id, expires_at=refresh.expires_at))
-    await session.commit()
+    await commit(session)
     return pair
 
 
@@ -145,8 +147,8 @@ async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenServ
         await session.flush()
     except (TokenRevoked, IntegrityError):
         await session.rollback()
-        await revoke_session(session, claims.sid, tokens=tokens)
-        await session.commit()
+        await revoke_session(session, claims.sid, user_id=claims.user_id, tokens=tokens)
+        await commit(session)
         logger.warning("revoked refresh token presented: session %s revoked", claims.sid)
         raise SessionReused(user_id=claims.user_id, sid=claims.sid) from None
     pair, refresh = tokens.issue_pair(claims.user_id, sid=claims.sid)
@@ -155,12 +157,16 @@ async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenServ
         .where(col(AuthSession.id) == claims.sid)
         .values(expires_at=refresh.expires_at)
     )
-    await session.commit()
+    await commit(session)
     return pair
 
 
-async def revoke_session(session: AsyncSession, sid: str, *, tokens: TokenService) -> None:
-    """Put a session on the blocklist; every token it issued stops working. Flushes only."""
+async def revoke_session(
+    session: AsyncSession, sid: str, *, user_id: int, tokens: TokenService
+) -> None:
+    """Put a session of `user_id` on the blocklist; every token it issued stops working
+    once this commits, and its sockets close. Flushes only."""
+    effects_of(session).revoke(user_id, [sid])
     # Any token of the session was issued by now, so none outlives this moment plus the
     # refresh lifetime: the blocklist entry may be purged after that.
     expires_at = utcnow() + tokens.refresh_lifetime
@@ -172,6 +178,7 @@ async def revoke_user_sessions(
     session: AsyncSession, user_id: int, *, tokens: TokenService, keep_sid: str | None = None
 ) -> list[str]:
     """Revoke every live session of a user except `keep_sid`. Flushes only."""
+    effects = effects_of(session)
     statement = select(AuthSession.id).where(AuthSession.user_id == user_id)
     if keep_sid is not None:
         statement = statement.where(AuthSession.id != keep_sid)
@@ -181,6 +188,7 @@ async def revoke_user_sessions(
         session, RevokedToken, [{"id": sid, "expires_at": expires_at} for sid in sids]
     )
     await session.exec(delete(AuthSession).where(col(AuthSession.id).in_(sids)))
+    effects.revoke(user_id, sids)
     return sids
 
 
@@ -201,8 +209,8 @@ async def logout(
         if claims.sid not in sids:
             sids.append(claims.sid)
     for sid in sids:
-        await revoke_session(session, sid, tokens=tokens)
-    await session.commit()
+        await revoke_session(session, sid, user_id=principal.user.id, tokens=tokens)
+    await commit(session)
     return sids
 
 
@@ -212,9 +220,11 @@ async def logout_everywhere(
     """Revoke every session of the caller, the current one included."""
     sids = await revoke_user_sessions(session, principal.user.id, tokens=tokens)
     if principal.claims.sid not in sids:
-        await revoke_session(session, principal.claims.sid, tokens=tokens)
+        await revoke_session(
+            session, principal.claims.sid, user_id=principal.user.id, tokens=tokens
+        )
         sids.append(principal.claims.sid)
-    await session.commit()
+    await commit(session)
     return sids
 
 
@@ -223,5 +233,5 @@ async def purge_expired(session: AsyncSession) -> int:
     now = utcnow()
     revoked = await session.exec(delete(RevokedToken).where(col(RevokedToken.expires_at) < now))
     sessions = await session.exec(delete(AuthSession).where(col(AuthSession.expires_at) < now))
-    await session.commit()
+    await commit(session)
     return int(revoked.rowcount or 0) + int(sessions.rowcount or 0)

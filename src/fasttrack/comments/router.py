@@ -10,7 +10,6 @@ from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
-from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.tasks.dependencies import VisibleTask
 
 router = APIRouter(tags=["comments"], route_class=UnitOfWorkRoute)
@@ -27,14 +26,12 @@ async def create_comment(
     body: CommentCreate,
     user: CurrentUser,
     session: SessionDep,
-    broadcast: BroadcastDep,
     request: Request,
     response: Response,
 ) -> CommentRead:
     """Comment on a task; anyone who can see the task may. The project owner and the
     assignee are notified (never the author)."""
-    comment, notifications = await comment_service.create(session, task, body, author=user)
-    await broadcast.notifications(notifications)
+    comment = await comment_service.create(session, task, body, author=user)
     response.headers["Location"] = url_for(request, "get_comment", comment_id=comment.id)
     return comment
 

@@ -3,14 +3,12 @@
 from typing import Final
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment, CommentCreate, CommentRead
-from fasttrack.core.db import InsertReturning, columns_of, execute, table_of
+from fasttrack.core.db import InsertReturning, columns_of, commit, execute, table_of
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.notifications import service as notification_service
-from fasttrack.notifications.models import StoredNotification
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
 from fasttrack.tasks.models import TaskView
@@ -27,6 +25,14 @@ _VISIBLE: Final = (
     .join(task_service.PROJECT, task_service.PROJECT.c.id == task_service.TASK.c.project_id)
     .where(COMMENT.c.id == sa.bindparam("comment_id"), task_service.VISIBLE_TO_VIEWER)
 )
+# The task a comment goes on and who may see it, locked until the comment commits
+# (PostgreSQL; on SQLite the writer holds the database from this read on).
+_LOCKED_TASK: Final = (
+    sa.select(task_service.TASK.c.assignee_id, task_service.PROJECT.c.owner_id)
+    .join(task_service.PROJECT, task_service.PROJECT.c.id == task_service.TASK.c.project_id)
+    .where(task_service.TASK.c.id == sa.bindparam("task_id"))
+    .with_for_update(of=task_service.TASK)
+)
 _TASK_COMMENTS: Final = KeysetList(
     _COMMENTS.where(COMMENT.c.task_id == sa.bindparam("task_id")),
     CommentRead,
@@ -37,25 +43,29 @@ _TASK_COMMENTS: Final = KeysetList(
 
 async def create(
     session: AsyncSession, task: TaskView, body: CommentCreate, *, author: UserRead
-) -> tuple[CommentRead, list[StoredNotification]]:
-    """Add a comment; the project owner and the assignee are notified in the same commit."""
-    try:
-        row = await _INSERT(session, **body.model_dump(), task_id=task.id, author_id=author.id)
-    except IntegrityError:
-        # The task was deleted after this request loaded it; the foreign key refuses the
-        # orphan.
-        await session.rollback()
-        raise TaskNotFound() from None
+) -> CommentRead:
+    """Add a comment; the project owner and the assignee are notified in the same commit.
+
+    Who may comment is decided on the task as it stands under the write's lock (a task
+    reassigned since the request loaded it is no longer the former assignee's: 404).
+    """
+    locked = (await execute(session, _LOCKED_TASK, {"task_id": task.id})).first()
+    if locked is None:
+        raise TaskNotFound()
+    assignee_id, owner_id = locked.assignee_id, locked.owner_id
+    if not (author.role is Role.admin or author.id in (owner_id, assignee_id)):
+        raise TaskNotFound()
+    row = await _INSERT(session, **body.model_dump(), task_id=task.id, author_id=author.id)
     comment = CommentRead.model_validate(row)
-    notifications = await notification_service.comment_added(
+    await notification_service.comment_added(
         session,
         task_id=task.id,
         comment_id=comment.id,
-        recipients=[task.project_owner_id, task.assignee_id],
+        recipients=[owner_id, assignee_id],
         actor=author,
     )
-    await session.commit()
-    return comment, notifications
+    await commit(session)
+    return comment
 
 
 async def list_comments(
@@ -79,4 +89,4 @@ def can_delete(comment: CommentRead, user: UserRead) -> bool:
 
 async def delete(session: AsyncSession, comment_id: int) -> None:
     await execute(session, sa.delete(COMMENT).where(COMMENT.c.id == comment_id))
-    await session.commit()
+    await commit(session)

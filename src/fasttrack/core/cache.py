@@ -1,34 +1,38 @@
-"""Exact in-process caches: an entry is never served after a change that concerns it.
+"""Validated in-process caches: an entry is served only while it provably matches the
+database.
 
-Every entry is tagged with the scopes it was read from (`user:7`, `project:3`). A change
-commits, then invalidates its scopes in every process of the deployment: here at once,
-elsewhere through the notification broker (core never imports a domain; the hub calls
-`Caches.invalidate` for the events it receives). Three rules keep what is served exact:
+Every entry is tagged with the scopes it was read from (`user:7`, `project:3`) and the
+stamp of those scopes taken before the read (core.freshness). Each change moves its
+scopes' versions before its request answers, in every process of the deployment, so an
+entry read before a change never matches a stamp taken after it: once a write has
+answered, no request anywhere is served what it changed. Where no stamp can be had (no
+validator, Redis unreachable, another process on the SQLite file) the caches are
+bypassed. The time to live (CACHE_TTL) only bounds memory and what no change announces:
+SQL typed by hand.
 
-* A read that raced an invalidation is not stored: `since()` is taken before the
-  database is read and `put` drops the value when any invalidation came in between.
-* While events may be missed (Redis unreachable with several processes, or several
-  processes without Redis), the caches are bypassed, and emptied when events flow again:
-  `continuity()` names the unbroken stretch of delivery, or is None.
-* Changes no event announces are bounded by the entries' time to live (CACHE_TTL, 5 s):
-  SQL by hand, a `fasttrack` command on a deployment without Redis, or a change made by
-  a process that could not reach Redis while the others still could.
+A caller whose entry is missing reads the database itself, or joins a read of the same
+key already under way, if that read was stamped like its own and it holds no turn of the
+database's gates (the reader may be waiting for one): joining is never a wait on a wait,
+and it is bounded.
 """
 
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
+
+from fasttrack.core.freshness import Freshness, Stamp
 
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
 
 DEFAULT_TTL_SECONDS: Final = 5.0
+# The longest a caller waits for another's read of the same entry before reading itself.
+SHARED_READ_WAIT_SECONDS: Final = 1.0
 # What a shared read hands its waiters when it failed: each then reads for itself.
 _UNSHARED: Final = object()
-Continuity = Callable[[], int | None]
 
 
 def user_scope(user_id: int) -> str:
@@ -49,123 +53,141 @@ def project_tasks_scope(project_id: int) -> str:
 class _Entry(Generic[ValueT]):
     value: ValueT
     scopes: tuple[str, ...]
+    stamp: Stamp
     expires_at: float
 
 
-class ExactCache(Generic[KeyT, ValueT]):
-    """A bounded, least-recently-used map whose entries die with their scopes."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    stamp: Stamp
+    result: "asyncio.Future[object]"
+
+
+class ValidatedCache(Generic[KeyT, ValueT]):
+    """A bounded, least-recently-used map whose entries are checked on every read."""
 
     def __init__(
         self,
         *,
         max_entries: int,
-        continuity: Continuity,
+        freshness: Freshness,
         ttl: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_entries = max_entries
-        self._continuity = continuity
+        self._freshness = freshness
         self._ttl = ttl
         self._clock = clock
         self._entries: OrderedDict[KeyT, _Entry[ValueT]] = OrderedDict()
+        # The scopes a key was read from, kept after its entry is gone: a key's scopes
+        # never change (a task stays in its project), and a stamp needs them before the
+        # read.
+        self._scopes: OrderedDict[KeyT, tuple[str, ...]] = OrderedDict()
         self._keys_by_scope: dict[str, set[KeyT]] = {}
-        self._invalidations = 0
-        self._stretch: int | None = None
-        self._reads: dict[KeyT, asyncio.Future[object]] = {}
+        self._reads: dict[KeyT, _Read] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _usable(self) -> bool:
-        stretch = self._continuity()
-        if stretch != self._stretch:
-            # Events may have been missed since the entries were read: forget them all.
-            self.clear()
-            self._stretch = stretch
-        return stretch is not None
-
-    def get(self, key: KeyT) -> ValueT | None:
-        if not self._usable():
-            return None
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry.expires_at <= self._clock():
-            self._drop(key)
-            return None
-        self._entries.move_to_end(key)
-        return entry.value
-
-    def since(self) -> int:
-        """A mark to take before reading what will be `put`."""
-        self._usable()
-        return self._invalidations
-
-    def put(self, key: KeyT, value: ValueT, *, scopes: Iterable[str], since: int) -> None:
-        """Store `value`, read after `since()` returned `since`, unless that read may have
-        missed a change (an invalidation came in meanwhile)."""
-        # Usability first: a break in continuity since the read clears the cache, which
-        # counts as an invalidation the read may have missed.
-        if not self._usable() or since != self._invalidations:
-            return
-        self._drop(key)
-        entry = _Entry(value, tuple(scopes), self._clock() + self._ttl)
-        self._entries[key] = entry
-        for scope in entry.scopes:
-            self._keys_by_scope.setdefault(scope, set()).add(key)
-        while len(self._entries) > self._max_entries:
-            self._drop(next(iter(self._entries)))
+    def __contains__(self, key: object) -> bool:
+        """Whether an entry is held for `key` (served only if its stamp still holds)."""
+        return key in self._entries
 
     async def get_or_read(
         self,
         key: KeyT,
         read: Callable[[], Awaitable[ValueT | None]],
         *,
-        scopes: Callable[[ValueT], Iterable[str]],
+        scopes: Sequence[str] | Callable[[ValueT], Iterable[str]],
+        may_wait: bool = True,
     ) -> ValueT | None:
-        """The cached value, or what `read()` returns (None: nothing there), stored.
+        """The cached value if its stamp still holds, or what `read()` returns (None:
+        nothing there), stored under the stamp taken before it.
 
-        Callers that miss the same key while it is being read share that one read: an
-        entry that expires under load is refilled by one query, not by one per request
-        in flight. A caller that comes after an invalidation does not join a read that
-        began before it (see `invalidate`).
+        `scopes` names what the value is read from: known from the key, or found in the
+        value (then the first read of a key only learns them, and the next one is
+        stored). `may_wait` is False for a caller that holds a turn of a database gate.
         """
-        value = self.get(key)
-        if value is not None:
+        known = tuple(scopes) if not callable(scopes) else self._scopes.get(key)
+        stamp = None
+        if known is not None and self._ttl > 0:
+            stamp = await self._freshness.stamp(known)
+        if stamp is None:
+            value = await read()
+            if known is None and value is not None and callable(scopes):
+                # A first read: it tells the scopes to stamp before the next one.
+                self._remember(key, tuple(scopes(value)))
             return value
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry.stamp == stamp and self._clock() < entry.expires_at:
+                self._entries.move_to_end(key)
+                return entry.value
+            self._drop(key)
         pending = self._reads.get(key)
-        if pending is not None:
-            shared = await asyncio.shield(pending)
-            if shared is not _UNSHARED:
-                return shared  # type: ignore[return-value]
+        if pending is not None and may_wait and pending.stamp == stamp:
+            return await self._join(pending, read)
+        assert known is not None
+        return await self._read_and_store(key, read, stamp, known)
+
+    @staticmethod
+    async def _join(pending: _Read, read: Callable[[], Awaitable[ValueT | None]]) -> ValueT | None:
+        try:
+            shared = await asyncio.wait_for(
+                asyncio.shield(pending.result), SHARED_READ_WAIT_SECONDS
+            )
+        except TimeoutError:
+            shared = _UNSHARED
+        if shared is _UNSHARED:
             return await read()
-        since = self.since()
+        return shared  # type: ignore[return-value]
+
+    async def _read_and_store(
+        self,
+        key: KeyT,
+        read: Callable[[], Awaitable[ValueT | None]],
+        stamp: Stamp,
+        known: tuple[str, ...],
+    ) -> ValueT | None:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._reads[key] = future
+        shared = self._reads[key] = _Read(stamp, future)
         try:
             value = await read()
         except BaseException:
             future.set_result(_UNSHARED)
             raise
         finally:
-            if self._reads.get(key) is future:
+            if self._reads.get(key) is shared:
                 del self._reads[key]
-        if value is not None:
-            self.put(key, value, scopes=scopes(value), since=since)
         future.set_result(value)
+        if value is not None:
+            self._store(key, value, known, stamp)
         return value
 
-    def invalidate(self, scopes: Iterable[str]) -> None:
-        # Reads already under way may predate the change: nobody joins them any more.
-        self._reads.clear()
-        self._invalidations += 1
+    def _remember(self, key: KeyT, scopes: tuple[str, ...]) -> None:
+        self._scopes[key] = scopes
+        self._scopes.move_to_end(key)
+        while len(self._scopes) > self._max_entries:
+            self._scopes.popitem(last=False)
+
+    def _store(self, key: KeyT, value: ValueT, scopes: tuple[str, ...], stamp: Stamp) -> None:
+        self._drop(key)
+        self._entries[key] = _Entry(value, scopes, stamp, self._clock() + self._ttl)
+        for scope in scopes:
+            self._keys_by_scope.setdefault(scope, set()).add(key)
+        while len(self._entries) > self._max_entries:
+            self._drop(next(iter(self._entries)))
+
+    def forget(self, scopes: Iterable[str]) -> None:
+        """Drop the entries of `scopes` now: they can no longer match a stamp, and
+        nobody joins a read of them already under way."""
         for scope in scopes:
             for key in self._keys_by_scope.pop(scope, ()):
                 self._drop(key)
+                self._reads.pop(key, None)
 
     def clear(self) -> None:
         self._reads.clear()
-        self._invalidations += 1
         self._entries.clear()
         self._keys_by_scope.clear()
 
@@ -182,25 +204,36 @@ class ExactCache(Generic[KeyT, ValueT]):
 
 
 class Caches:
-    """Every exact cache of the process, invalidated together."""
+    """Every cache of the process, with the validator they share."""
 
-    def __init__(self, continuity: Continuity, *, ttl: float = DEFAULT_TTL_SECONDS) -> None:
-        self._continuity = continuity
+    def __init__(self, freshness: Freshness, *, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+        self.freshness = freshness
         self._ttl = ttl
-        self._caches: list[ExactCache[object, object]] = []
+        self._caches: list[ValidatedCache[object, object]] = []
 
-    def new(self, *, max_entries: int) -> "ExactCache[KeyT, ValueT]":
-        cache: ExactCache[KeyT, ValueT] = ExactCache(
-            max_entries=max_entries, continuity=self._continuity, ttl=self._ttl
+    def new(self, *, max_entries: int) -> "ValidatedCache[KeyT, ValueT]":
+        cache: ValidatedCache[KeyT, ValueT] = ValidatedCache(
+            max_entries=max_entries, freshness=self.freshness, ttl=self._ttl
         )
         self._caches.append(cache)  # type: ignore[arg-type]
         return cache
 
-    def invalidate(self, scopes: Iterable[str]) -> None:
-        names = tuple(scopes)
+    async def prepare(self, scopes: Collection[str]) -> None:
+        """Before a change to `scopes` commits (see Freshness.prepare)."""
+        if scopes:
+            await self.freshness.prepare(scopes)
+
+    async def changed(self, scopes: Collection[str]) -> None:
+        """After a change to `scopes` committed: no stamp taken before matches any more."""
+        if not scopes:
+            return
+        await self.freshness.finish(scopes)
         for cache in self._caches:
-            cache.invalidate(names)
+            cache.forget(scopes)
 
     def clear(self) -> None:
         for cache in self._caches:
             cache.clear()
+
+    async def close(self) -> None:
+        await self.freshness.close()

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -22,12 +22,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.background import BackgroundTasks
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
+from fasttrack.core.background import Job, logged
 from fasttrack.core.config import Settings
+from fasttrack.core.effects import Effects, Publisher
+from fasttrack.core.errors import ServiceUnavailable
 
 logger = logging.getLogger("fasttrack.db")
 
@@ -96,8 +100,45 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class UnitOfWorkSession(Session):
+    """The synchronous session under every unit of work's AsyncSession: its commits and
+    rollbacks decide which of the unit of work's effects are due."""
+
+
+@event.listens_for(UnitOfWorkSession, "before_commit")
+def _before_commit(session: Session) -> None:
+    work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
+    if work is not None:
+        work.check_prepared()
+
+
+@event.listens_for(UnitOfWorkSession, "after_commit")
+def _after_commit(session: Session) -> None:
+    work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
+    if work is not None:
+        work.committed()
+
+
+@event.listens_for(UnitOfWorkSession, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
+    if work is not None:
+        work.rolled_back()
+
+
+class NoPublisher:
+    """Effects of a database used without a hub: nothing else to tell."""
+
+    async def prepare(self, scopes: Collection[str]) -> None:
+        return None
+
+    async def publish(self, effects: Effects) -> None:
+        return None
+
+
 class UnitOfWork:
-    """The database work of one request or job: one session, opened on first use.
+    """The database work of one request or job: one session, opened on first use, and
+    the effects of what it changes (core.effects).
 
     Before its session may take a connection, a unit of work waits for its turn at a
     gate, a first-come-first-served semaphore with as many places as the pool has
@@ -107,7 +148,10 @@ class UnitOfWork:
     gate the pool never has a waiter, and nobody waits longer than those ahead of them.
     On SQLite the write gate has one place: it is the writer's lock, taken in order.
 
-    The turn is held until `close`, or handed back for slow work by `idle`.
+    The turn is held until `end`, or handed back for slow work by `idle`. Effects
+    registered on `effects` become due when the session commits (through `commit`, which
+    first lets the publisher prepare them) and are dropped when it rolls back; `end`
+    publishes what is due.
     """
 
     def __init__(
@@ -116,15 +160,26 @@ class UnitOfWork:
         gate: asyncio.Semaphore,
         wait: float,
         *,
+        publisher: Publisher,
         single_statement_factory: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._factory = factory
         self._single_statement_factory = single_statement_factory or factory
         self._gate = gate
         self._wait = wait
+        self._publisher = publisher
         self._session: AsyncSession | None = None
         self._autocommits = False
         self._holds_turn = False
+        self.effects = Effects()
+        self._prepared: set[str] = set()
+        self._due = Effects()
+
+    @property
+    def may_wait(self) -> bool:
+        """Whether this unit of work may wait on another's read: not while it holds a
+        turn, which that other may be waiting for."""
+        return not self._holds_turn
 
     async def session(self, *, single_statement: bool = False) -> AsyncSession:
         """The session of this unit of work, waiting for its turn the first time.
@@ -134,9 +189,12 @@ class UnitOfWork:
         and no COMMIT (on PostgreSQL two round trips fewer, and the row locks the
         statement takes, a project's task counts, are held only while it runs; on SQLite
         one trip to the driver's thread fewer). Only the first call chooses; `commit`
-        knows which it was.
+        knows which it was. The statement commits as it runs, so the effects it has are
+        registered, and prepared here, before it.
         """
         if self._session is None:
+            if single_statement:
+                await self._prepare()
             await self._take_turn()
             self._autocommits = single_statement
             factory = self._single_statement_factory if single_statement else self._factory
@@ -144,10 +202,41 @@ class UnitOfWork:
         return self._session
 
     async def commit(self) -> None:
-        """Commit the session's transaction, if it has one: a single statement in
-        autocommit was committed by the database as it ended."""
-        if self._session is not None and not self._autocommits:
-            await self._session.commit()
+        """Prepare the effects, then commit the session's transaction, if it has one: a
+        single statement in autocommit was committed by the database as it ended."""
+        if self._session is None:
+            return
+        if self._autocommits:
+            self.committed()
+            return
+        await self._prepare()
+        await self._session.commit()
+
+    async def _prepare(self) -> None:
+        scopes = self.effects.scopes - self._prepared
+        if not scopes:
+            return
+        try:
+            await self._publisher.prepare(scopes)
+        except Exception as exc:
+            logger.warning("a change could not be made known, so it is not made: %s", exc)
+            raise ServiceUnavailable("The service cannot record changes right now") from exc
+        self._prepared |= scopes
+
+    def check_prepared(self) -> None:
+        unprepared = self.effects.scopes - self._prepared
+        if unprepared:
+            raise RuntimeError(f"commit through UnitOfWork.commit: {sorted(unprepared)} unprepared")
+
+    def committed(self) -> None:
+        self.check_prepared()
+        self._due.take(self.effects)
+        self.effects = Effects()
+        self._prepared = set()
+
+    def rolled_back(self) -> None:
+        self.effects = Effects()
+        self._prepared = set()
 
     async def _take_turn(self) -> None:
         try:
@@ -176,7 +265,7 @@ class UnitOfWork:
         if self._session is None:
             yield
             return
-        await self._session.commit()
+        await self.commit()
         self._end_turn()
         try:
             yield
@@ -191,7 +280,16 @@ class UnitOfWork:
             if session is not None:
                 await _close(session)
         finally:
+            self.rolled_back()
             self._end_turn()
+
+    async def end(self) -> list[Job]:
+        """Close, then publish what the commits made due; the jobs to run after."""
+        await self.close()
+        due, self._due = self._due, Effects()
+        if due.scopes or due.events:
+            await self._publisher.publish(due)
+        return [logged(name, job) for name, job in due.jobs]
 
     async def __aenter__(self) -> Self:
         return self
@@ -202,7 +300,8 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.close()
+        for job in await self.end():
+            await job()
 
 
 class Database:
@@ -228,9 +327,15 @@ class Database:
         self.write_engine = write_engine
         self.single_statement_engine = single_statement_engine
         self._wait = wait
+        # Set by whoever tells the deployment about changes (the hub).
+        self.publisher: Publisher = NoPublisher()
         self._sessionmakers = {
             bind: async_sessionmaker(
-                bind, class_=AsyncSession, expire_on_commit=False, close_resets_only=False
+                bind,
+                class_=AsyncSession,
+                sync_session_class=UnitOfWorkSession,
+                expire_on_commit=False,
+                close_resets_only=False,
             )
             for bind in (engine, write_engine, single_statement_engine)
         }
@@ -241,17 +346,24 @@ class Database:
 
     def unit_of_work(self, *, write: bool) -> UnitOfWork:
         if not write:
-            return UnitOfWork(self._sessionmakers[self.engine], self._gates[False], self._wait)
+            return UnitOfWork(
+                self._sessionmakers[self.engine],
+                self._gates[False],
+                self._wait,
+                publisher=self.publisher,
+            )
         return UnitOfWork(
             self._sessionmakers[self.write_engine],
             self._gates[True],
             self._wait,
+            publisher=self.publisher,
             single_statement_factory=self._sessionmakers[self.single_statement_engine],
         )
 
     @asynccontextmanager
     async def session(self, *, write: bool) -> AsyncIterator[AsyncSession]:
-        """A session for work outside a request (start-up, jobs, the CLI, sockets)."""
+        """A session for work outside a request (start-up, jobs, the CLI, sockets); its
+        effects are published, and its jobs run, when the block ends."""
         async with self.unit_of_work(write=write) as work:
             yield await work.session()
 
@@ -381,13 +493,36 @@ class UnitOfWorkRoute(APIRoute):
 
         async def handle_in_unit_of_work(request: Request) -> Response:
             try:
-                return await handle(request)
-            finally:
-                work: UnitOfWork | None = request.scope.get(UNIT_OF_WORK)
-                if work is not None:
-                    await work.close()
+                response = await handle(request)
+            except BaseException:
+                # What committed before the failure happened all the same: it is published.
+                await _end_unit_of_work(request, None)
+                raise
+            await _end_unit_of_work(request, response)
+            return response
 
         return handle_in_unit_of_work
+
+
+async def _end_unit_of_work(request: Request, response: Response | None) -> None:
+    """End the request's unit of work, if it had one: every process hears of what it
+    committed before the answer leaves, and its jobs run after the answer (at once if
+    there is none)."""
+    work: UnitOfWork | None = request.scope.get(UNIT_OF_WORK)
+    if work is None:
+        return
+    jobs = await work.end()
+    if response is None:
+        for job in jobs:
+            await job()
+        return
+    if jobs:
+        tasks = response.background
+        if not isinstance(tasks, BackgroundTasks):
+            tasks = BackgroundTasks([] if tasks is None else [tasks])
+        for job in jobs:
+            tasks.add_task(job)
+        response.background = tasks
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
@@ -400,11 +535,25 @@ async def get_session(work: UnitOfWorkDep) -> AsyncSession:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
+def unit_of_work_of(session: AsyncSession) -> UnitOfWork:
+    work: UnitOfWork = session.info[UNIT_OF_WORK]
+    return work
+
+
+def effects_of(session: AsyncSession) -> Effects:
+    """The effects of the unit of work `session` belongs to (core.effects)."""
+    return unit_of_work_of(session).effects
+
+
+async def commit(session: AsyncSession) -> None:
+    """`UnitOfWork.commit` for the unit of work `session` belongs to."""
+    await unit_of_work_of(session).commit()
+
+
 @asynccontextmanager
 async def idle(session: AsyncSession) -> AsyncIterator[None]:
     """`UnitOfWork.idle` for the unit of work `session` belongs to."""
-    work: UnitOfWork = session.info[UNIT_OF_WORK]
-    async with work.idle():
+    async with unit_of_work_of(session).idle():
         yield
 
 

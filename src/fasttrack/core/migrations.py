@@ -4,6 +4,7 @@ from alembic import command
 from alembic.config import Config
 
 from fasttrack.core.config import Settings
+from fasttrack.core.freshness import announce_presence
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -14,4 +15,5 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade_to_head(settings: Settings) -> None:
+    announce_presence(settings.database_url)
     command.upgrade(alembic_config(settings), "head")

@@ -9,6 +9,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.core.db import commit
 from fasttrack.core.errors import NotFound, PreconditionFailed
 
 
@@ -66,6 +67,7 @@ async def save_versioned(
     apply: Callable[[VersionedT], Awaitable[None]],
     *,
     missing: type[NotFound],
+    authorize: Callable[[VersionedT], None] | None = None,
 ) -> VersionedT:
     """Read the row for update, check the precondition, let `apply` change it, commit.
 
@@ -81,10 +83,13 @@ async def save_versioned(
     row = (await session.exec(statement)).first()
     if row is None:
         raise missing()
+    if authorize is not None:
+        # On the locked row: what decides who may write is what the write changes.
+        authorize(row)
     if if_match is not None and not if_match.matches(cast("Versioned", row).version):
         raise PreconditionFailed()
     await apply(row)
-    await session.commit()
+    await commit(session)
     return row
 
 

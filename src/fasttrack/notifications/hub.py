@@ -3,16 +3,16 @@
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
 from starlette.websockets import WebSocket
 
-from fasttrack.core.cache import Caches, user_scope
-from fasttrack.notifications.broker import Broker, Event, create_broker
-from fasttrack.notifications.models import StoredNotification
+from fasttrack.core.cache import Caches
+from fasttrack.core.effects import Effects, Event
+from fasttrack.notifications.broker import Broker
 
 logger = logging.getLogger("fasttrack.hub")
 
@@ -51,40 +51,6 @@ class NullObserver:
         return None
 
 
-def revocation_event(user_id: int, sids: Iterable[str] | None) -> Event:
-    return {"kind": "revocation", "user_id": user_id, "sids": None if sids is None else list(sids)}
-
-
-def invalidation_event(scopes: Iterable[str]) -> Event:
-    return {"kind": "invalidation", "scopes": list(scopes)}
-
-
-async def tell_running_servers(redis_url: str | None, events: Iterable[Event]) -> bool:
-    """Publish events from outside a server (the CLI); False when there is no broker.
-
-    Without Redis nothing reaches a running server: what it cached about the change
-    lives out its time to live (see core.cache).
-    """
-    if not redis_url:
-        return False
-    broker = create_broker(redis_url)
-    try:
-        for event in events:
-            await broker.publish(event)
-    finally:
-        await broker.stop()
-    return True
-
-
-def notification_message(notification: StoredNotification) -> dict[str, Any]:
-    return {
-        "type": notification.type,
-        "id": notification.id,
-        "data": notification.data,
-        "timestamp": notification.created_at.isoformat(),
-    }
-
-
 @dataclass(eq=False)
 class Connection:
     """One open socket of one user, with its outgoing queue and the reason it ends."""
@@ -115,11 +81,13 @@ class Connection:
 
 
 class Hub:
-    """Holds every open connection of this process and delivers events to them.
+    """Holds every open connection of this process and delivers events to them, and
+    publishes the effects of every change (core.effects).
 
-    Notifications, revocations and cache invalidations are published through the broker,
-    so with Redis a user connected to any process receives them and no process keeps
-    serving what a change made stale; each process delivers to its own sockets and caches.
+    Notifications and revocations are published through the broker, so with Redis a
+    user connected to any process receives them; each process delivers to its own
+    sockets. What a change makes stale in the caches is told through their validator
+    (core.freshness), before the change's request answers.
     """
 
     def __init__(
@@ -136,6 +104,7 @@ class Hub:
     async def stop(self) -> None:
         self.close_all(CloseCode.GOING_AWAY, "Server shutting down")
         await self._broker.stop()
+        await self._caches.close()
 
     @property
     def open_connections(self) -> int:
@@ -165,28 +134,19 @@ class Hub:
             for connection in list(connections):
                 connection.close(code, reason)
 
-    async def publish(self, notifications: Iterable[StoredNotification]) -> None:
-        """Push stored (committed) notifications to their recipients' open sockets."""
-        messages = [
-            {"user_id": notification.user_id, "message": notification_message(notification)}
-            for notification in notifications
-        ]
-        if messages:
-            await self._publish({"kind": "notifications", "messages": messages})
+    async def prepare(self, scopes: Collection[str]) -> None:
+        """Before a change to `scopes` commits: no process caches them until it is done."""
+        await self._caches.prepare(scopes)
 
-    async def revoke(self, user_id: int, sids: Iterable[str] | None) -> None:
-        """Close the user's sockets opened by these sessions (all of them for None), and
-        forget the user's cached credentials everywhere."""
-        # Here at once, not when the broker brings the event back: the next request to
-        # this process must already see the revocation.
-        self._caches.invalidate([user_scope(user_id)])
-        await self._publish(revocation_event(user_id, sids))
-
-    async def invalidate(self, scopes: Iterable[str]) -> None:
-        """Tell every process that what it cached from `scopes` is stale."""
-        names = list(scopes)
-        self._caches.invalidate(names)
-        await self._publish(invalidation_event(names))
+    async def publish(self, effects: Effects) -> None:
+        """After a commit: what it changed is stale in every process's caches, and its
+        events reach every process (sockets to push to or close)."""
+        try:
+            await self._caches.changed(effects.scopes)
+        except Exception:
+            logger.exception("moving the versions of %d cache scopes failed", len(effects.scopes))
+        for event in effects.events:
+            await self._publish(event)
 
     async def _publish(self, event: Event) -> None:
         try:
@@ -201,10 +161,7 @@ class Hub:
             for item in event["messages"]:
                 for connection in self.connections_of(item["user_id"]):
                     connection.push(item["message"])
-        elif kind == "invalidation":
-            self._caches.invalidate(event["scopes"])
         elif kind == "revocation":
-            self._caches.invalidate([user_scope(event["user_id"])])
             sids = event["sids"]
             for connection in self.connections_of(event["user_id"]):
                 if sids is None or connection.sid in sids:

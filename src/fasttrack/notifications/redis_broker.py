@@ -57,12 +57,6 @@ class RedisBroker:
         self._handler: EventHandler | None = None
         self._listener: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
-        self._subscriptions = 0
-
-    def continuity(self) -> int | None:
-        # Each confirmed subscription starts a new stretch: what was published while the
-        # previous one was lost never arrives.
-        return self._subscriptions if self.subscribed.is_set() else None
 
     async def start(self, handler: EventHandler) -> None:
         self._handler = handler
@@ -102,7 +96,6 @@ class RedisBroker:
                             if attempt:
                                 logger.info("Redis subscription restored")
                             attempt = 0
-                            self._subscriptions += 1
                             self.subscribed.set()
             except (RedisError, OSError) as exc:
                 self.subscribed.clear()

@@ -7,7 +7,16 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.db import InsertReturning, columns_of, execute, table_of, utcnow
+from fasttrack.core.db import (
+    InsertReturning,
+    columns_of,
+    commit,
+    effects_of,
+    execute,
+    table_of,
+    utcnow,
+)
+from fasttrack.core.effects import Event
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.notifications.exceptions import NotificationNotFound
 from fasttrack.notifications.models import (
@@ -43,6 +52,24 @@ _INBOX: Final = KeysetList(
 )
 
 
+def notification_message(notification: StoredNotification) -> dict[str, Any]:
+    return {
+        "type": notification.type,
+        "id": notification.id,
+        "data": notification.data,
+        "timestamp": notification.created_at.isoformat(),
+    }
+
+
+def notifications_event(notifications: Iterable[StoredNotification]) -> Event:
+    """Pushes of stored notifications to their recipients' sockets, in every process."""
+    messages = [
+        {"user_id": notification.user_id, "message": notification_message(notification)}
+        for notification in notifications
+    ]
+    return {"kind": "notifications", "messages": messages}
+
+
 def _actor(user: UserRead) -> dict[str, Any]:
     return {"id": user.id, "display_name": user.display_name}
 
@@ -58,7 +85,7 @@ async def notify(
     """Store one inbox row per recipient, in one statement of the caller's transaction.
 
     The person who caused the event is never told about it, and nobody is told twice.
-    The caller commits; pushing to live connections happens after that commit.
+    The caller commits; the rows are pushed to live connections once it has.
     """
     rows = [
         {"user_id": user_id, "type": kind.value, "data": data}
@@ -66,8 +93,10 @@ async def notify(
         if user_id is not None and user_id != actor.id
     ]
     # In the order given: the recipients' inboxes fill in the order they were listed.
-    stored = await _INSERT.many(session, rows)
-    return [StoredNotification.model_validate(row) for row in stored]
+    stored = [StoredNotification.model_validate(row) for row in await _INSERT.many(session, rows)]
+    if stored:
+        effects_of(session).announce(notifications_event(stored))
+    return stored
 
 
 async def task_assigned(
@@ -147,7 +176,7 @@ async def mark_read(session: AsyncSession, user: UserRead, notification_id: int)
     if notification.read_at is None:
         notification.read_at = utcnow()
         session.add(notification)
-        await session.commit()
+        await commit(session)
 
 
 async def mark_all_read(session: AsyncSession, user: UserRead) -> None:
@@ -156,7 +185,7 @@ async def mark_all_read(session: AsyncSession, user: UserRead) -> None:
         .where(col(Notification.user_id) == user.id, col(Notification.read_at).is_(None))
         .values(read_at=utcnow())
     )
-    await session.commit()
+    await commit(session)
 
 
 async def missed_since(

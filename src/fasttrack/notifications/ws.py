@@ -16,7 +16,8 @@ from fasttrack.core.config import Settings
 from fasttrack.core.db import MAX_ID, Database, utcnow
 from fasttrack.core.errors import Unauthorized, is_database_unavailable
 from fasttrack.notifications import service as notification_service
-from fasttrack.notifications.hub import CloseCode, Connection, Hub, notification_message
+from fasttrack.notifications.hub import CloseCode, Connection, Hub
+from fasttrack.notifications.service import notification_message
 
 logger = logging.getLogger("fasttrack.ws")
 

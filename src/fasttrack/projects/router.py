@@ -5,13 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.cache import project_scope, project_tasks_scope
 from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
 from fasttrack.core.versioning import IfMatchDep, etag
-from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.projects import service as project_service
 from fasttrack.projects.dependencies import VisibleProject, VisibleProjectSummary
 from fasttrack.projects.models import (
@@ -81,14 +79,12 @@ async def update_project(
     project: VisibleProjectSummary,
     changes: ProjectUpdate,
     if_match: IfMatchDep,
-    broadcast: BroadcastDep,
     response: Response,
     session: SessionDep,
 ) -> Project:
     """Change name, description or status (owner or admin). With `If-Match`, applies only
     if the project still has that ETag (412 `precondition_failed` otherwise)."""
     updated = await project_service.update(session, project.id, changes, if_match=if_match)
-    await broadcast.invalidation([project_scope(project.id)])
     response.headers["ETag"] = etag(updated.version)
     return updated
 
@@ -98,9 +94,6 @@ async def update_project(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 404, 422),
 )
-async def delete_project(
-    project: VisibleProjectSummary, broadcast: BroadcastDep, session: SessionDep
-) -> None:
+async def delete_project(project: VisibleProjectSummary, session: SessionDep) -> None:
     """Delete a project with its tasks and their comments (owner or admin)."""
     await project_service.delete(session, project.id)
-    await broadcast.invalidation([project_scope(project.id), project_tasks_scope(project.id)])

@@ -1,14 +1,14 @@
 """Projects: visibility, CRUD with optimistic concurrency, and the task counts."""
 
 import logging
-from typing import Final
+from typing import Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.cache import ExactCache, project_scope
-from fasttrack.core.db import UnitOfWork, columns_of, execute, table_of, utcnow
+from fasttrack.core.cache import ValidatedCache, project_scope, project_tasks_scope
+from fasttrack.core.db import UnitOfWork, columns_of, commit, effects_of, execute, table_of, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.projects.exceptions import ProjectNotFound
@@ -53,7 +53,7 @@ _LIST: Final = KeysetList(
 
 # Summaries by project id, exact (see core.cache): a change to the project's own fields
 # invalidates its scope. Task changes do not: the counts are not part of a summary.
-SummaryCache = ExactCache[int, ProjectSummary]
+SummaryCache = ValidatedCache[int, ProjectSummary]
 
 
 async def get_visible(
@@ -76,7 +76,7 @@ async def get_visible_summary(
         return None if row is None else ProjectSummary.model_validate(row)
 
     summary = await cache.get_or_read(
-        project_id, read, scopes=lambda found: [project_scope(found.id)]
+        project_id, read, scopes=[project_scope(project_id)], may_wait=work.may_wait
     )
     if summary is None or not (viewer.role is Role.admin or summary.owner_id == viewer.id):
         return None
@@ -97,7 +97,7 @@ async def list_projects(
 async def create(session: AsyncSession, body: ProjectCreate, *, owner: UserRead) -> Project:
     project = Project.model_validate(body, update={"owner_id": owner.id})
     session.add(project)
-    await session.commit()
+    await commit(session)
     return project
 
 
@@ -106,6 +106,8 @@ async def update(
 ) -> Project:
     """Apply a PATCH; 412 if `if_match` no longer matches. An empty change is a no-op."""
     requested = changes.model_dump(exclude_unset=True)
+
+    effects_of(session).invalidate(project_scope(project_id))
 
     async def apply(project: Project) -> None:
         data = {
@@ -123,8 +125,9 @@ async def update(
 
 async def delete(session: AsyncSession, project_id: int) -> None:
     """Delete a project; the database cascades to its tasks and their comments."""
+    effects_of(session).invalidate(project_scope(project_id), project_tasks_scope(project_id))
     await session.exec(sa.delete(Project).where(col(Project.id) == project_id))
-    await session.commit()
+    await commit(session)
 
 
 async def stale_task_counts(session: AsyncSession) -> list[int]:
@@ -153,8 +156,14 @@ async def stale_task_counts(session: AsyncSession) -> list[int]:
     return [project_id for project_id in (await session.exec(statement)).all() if project_id]
 
 
-async def lock(session: AsyncSession, project_id: int) -> str | None:
-    """Lock a project's row for the rest of the transaction; its name, or None if gone.
+class LockedProject(NamedTuple):
+    name: str
+    owner_id: int
+
+
+async def lock(session: AsyncSession, project_id: int) -> LockedProject | None:
+    """Lock a project's row for the rest of the transaction; its name and owner as they
+    stand under the lock, or None if it is gone.
 
     Every change to a project's tasks takes this lock first (PostgreSQL; on SQLite the
     writer holds the whole database): the counts trigger updates the project row, and a
@@ -162,8 +171,13 @@ async def lock(session: AsyncSession, project_id: int) -> str | None:
     with a project deletion, which holds the project row while cascading to the tasks.
     """
     # FOR NO KEY UPDATE: new tasks may still reference the row (their foreign key check).
-    locked = select(Project.name).where(Project.id == project_id).with_for_update(key_share=True)
-    return (await session.exec(locked)).first()
+    locked = (
+        sa.select(PROJECT.c.name, PROJECT.c.owner_id)
+        .where(PROJECT.c.id == project_id)
+        .with_for_update(key_share=True)
+    )
+    row = (await execute(session, locked)).first()
+    return None if row is None else LockedProject(name=row.name, owner_id=row.owner_id)
 
 
 async def recount(session: AsyncSession, project_id: int) -> None:
@@ -192,7 +206,7 @@ async def repair_task_counts(session: AsyncSession) -> list[int]:
     stale = await stale_task_counts(session)
     for project_id in stale:
         await recount(session, project_id)
-        await session.commit()
+        await commit(session)
     if stale:
         logger.warning("repaired the drifted task counts of %d projects", len(stale))
     return stale

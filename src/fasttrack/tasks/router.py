@@ -1,71 +1,25 @@
 """Tasks (SPEC §5 Tasks)."""
 
-from dataclasses import dataclass
-from typing import Annotated
-
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
-from fasttrack.core.background import BackgroundJobs
-from fasttrack.core.cache import project_tasks_scope
 from fasttrack.core.db import SessionDep, UnitOfWorkDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
 from fasttrack.core.versioning import IfMatchDep, etag
-from fasttrack.notifications.dependencies import Broadcast, BroadcastDep
-from fasttrack.notifications.email import EmailSender, assignment_email
+from fasttrack.notifications.dependencies import EmailSenderDep
 from fasttrack.projects.dependencies import VisibleProjectSummary
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.dependencies import ManagedTask, TaskFiltersDep, VisibleTask
 from fasttrack.tasks.models import TaskCreate, TaskRead, TaskUpdate, TaskView
-from fasttrack.tasks.service import TaskChange
-from fasttrack.users.models import UserRead
 
 router = APIRouter(tags=["tasks"], route_class=UnitOfWorkRoute)
 
 ETAG_HEADER = {
     "ETag": {"description": "Version of the task, for `If-Match`.", "schema": {"type": "string"}}
 }
-
-
-@dataclass(frozen=True, slots=True)
-class FollowUp:
-    """The work that follows a committed task change: tell every process its project
-    (and so the task and the counts) changed, push the notifications, and schedule the
-    assignment e-mail in the background."""
-
-    broadcast: Broadcast
-    jobs: BackgroundJobs
-    email_sender: EmailSender
-
-    async def __call__(self, change: TaskChange, *, actor: UserRead) -> None:
-        task = change.task
-        await self.broadcast.invalidation([project_tasks_scope(task.project_id)])
-        await self.broadcast.notifications(change.notifications)
-        if change.new_assignee is not None:
-            message = assignment_email(
-                to=change.new_assignee.email,
-                assignee_name=change.new_assignee.display_name,
-                task_title=task.title,
-                project_name=change.project_name,
-                assigned_by=actor.display_name,
-            )
-            self.jobs.add("assignment-email", self.email_sender.send, message)
-
-
-async def get_follow_up(
-    connection: HTTPConnection, tasks: BackgroundTasks, broadcast: BroadcastDep
-) -> FollowUp:
-    return FollowUp(
-        broadcast=broadcast,
-        jobs=BackgroundJobs(tasks),
-        email_sender=connection.app.state.email_sender,
-    )
-
-
-FollowUpDep = Annotated[FollowUp, Depends(get_follow_up)]
 
 
 @router.post(
@@ -78,18 +32,17 @@ async def create_task(
     project: VisibleProjectSummary,
     body: TaskCreate,
     user: CurrentUser,
-    follow_up: FollowUpDep,
+    mailer: EmailSenderDep,
     request: Request,
     response: Response,
     work: UnitOfWorkDep,
 ) -> TaskView:
     """Create a task in a project (owner or admin). `assignee_id` must be an existing,
     active user (422 otherwise); the assignee is notified (`task_assigned`) and e-mailed."""
-    change = await task_service.create(work, project, body, actor=user)
-    await follow_up(change, actor=user)
-    response.headers["Location"] = url_for(request, "get_task", task_id=change.task.id)
-    response.headers["ETag"] = etag(change.task.version)
-    return change.task
+    task = await task_service.create(work, project, body, actor=user, mailer=mailer)
+    response.headers["Location"] = url_for(request, "get_task", task_id=task.id)
+    response.headers["ETag"] = etag(task.version)
+    return task
 
 
 @router.get(
@@ -146,7 +99,7 @@ async def update_task(
     if_match: IfMatchDep,
     user: CurrentUser,
     session: SessionDep,
-    follow_up: FollowUpDep,
+    mailer: EmailSenderDep,
     response: Response,
 ) -> TaskView:
     """Change a task. The owner and admins may change any field; the assignee only
@@ -154,10 +107,11 @@ async def update_task(
     `invalid_transition` otherwise, nothing changed). With `If-Match`, applies only if the
     task still has that ETag (412 `precondition_failed`). A new assignee is notified and
     e-mailed; a status change notifies the project owner and the assignee."""
-    change = await task_service.update(session, task, changes, actor=user, if_match=if_match)
-    await follow_up(change, actor=user)
-    response.headers["ETag"] = etag(change.task.version)
-    return change.task
+    updated = await task_service.update(
+        session, task, changes, actor=user, if_match=if_match, mailer=mailer
+    )
+    response.headers["ETag"] = etag(updated.version)
+    return updated
 
 
 @router.delete(
@@ -165,7 +119,6 @@ async def update_task(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 422),
 )
-async def delete_task(task: ManagedTask, session: SessionDep, broadcast: BroadcastDep) -> None:
+async def delete_task(task: ManagedTask, user: CurrentUser, session: SessionDep) -> None:
     """Delete a task and its comments (owner or admin; the assignee gets 403)."""
-    await task_service.delete(session, task)
-    await broadcast.invalidation([project_tasks_scope(task.project_id)])
+    await task_service.delete(session, task, actor=user)

@@ -1,19 +1,28 @@
 """Tasks: visibility, the status workflow, assignment and field rules (SPEC §4, §5 Tasks)."""
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from dataclasses import asdict, dataclass
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.cache import ExactCache, project_tasks_scope
-from fasttrack.core.db import InsertReturning, UnitOfWork, columns_of, execute, table_of, utcnow
+from fasttrack.core.cache import ValidatedCache, project_tasks_scope
+from fasttrack.core.db import (
+    InsertReturning,
+    UnitOfWork,
+    columns_of,
+    commit,
+    effects_of,
+    execute,
+    table_of,
+    utcnow,
+)
 from fasttrack.core.errors import Forbidden
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.notifications import service as notification_service
-from fasttrack.notifications.models import StoredNotification
+from fasttrack.notifications.email import EmailSender, assignment_email
 from fasttrack.projects import service as project_service
 from fasttrack.projects.exceptions import ProjectNotFound
 from fasttrack.projects.models import Project, ProjectSummary
@@ -77,10 +86,10 @@ _ASSIGNED_TASKS: Final = KeysetList(
     filters=_FILTERS,
 )
 
-# Tasks by id, and pages of a project's tasks by project, filters, cursor and size, exact
-# (see core.cache): every task change invalidates the scope of its project's tasks.
-TaskCache = ExactCache[int, TaskView]
-TaskPageCache = ExactCache[tuple[int, "TaskFilters", str | None, int], PageResult[TaskRead]]
+# Tasks by id, and pages of a project's tasks by project, filters, cursor and size,
+# validated (see core.cache): every task change moves the scope of its project's tasks.
+TaskCache = ValidatedCache[int, TaskView]
+TaskPageCache = ValidatedCache[tuple[int, "TaskFilters", str | None, int], PageResult[TaskRead]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,18 +97,6 @@ class TaskFilters:
     status: TaskStatus | None = None
     priority: Priority | None = None
     assignee_id: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TaskChange:
-    """What a create or update did, for the work that follows the commit."""
-
-    task: TaskView
-    project_name: str
-    changed: frozenset[str]
-    previous: dict[str, Any] = field(default_factory=dict)
-    new_assignee: UserRead | None = None
-    notifications: list[StoredNotification] = field(default_factory=list)
 
 
 def can_see(task: TaskView, viewer: UserRead) -> bool:
@@ -119,7 +116,10 @@ async def get_visible(
         return None if row is None else TaskView.model_validate(row)
 
     task = await cache.get_or_read(
-        task_id, read, scopes=lambda found: [project_tasks_scope(found.project_id)]
+        task_id,
+        read,
+        scopes=lambda found: [project_tasks_scope(found.project_id)],
+        may_wait=work.may_wait,
     )
     return task if task is not None and can_see(task, viewer) else None
 
@@ -139,7 +139,9 @@ async def list_project_tasks(
         return await _PROJECT_TASKS.page(session, params, project_id=project_id, **asdict(filters))
 
     key = (project_id, filters, params.cursor, params.limit)
-    page = await cache.get_or_read(key, read, scopes=lambda _: [project_tasks_scope(project_id)])
+    page = await cache.get_or_read(
+        key, read, scopes=[project_tasks_scope(project_id)], may_wait=work.may_wait
+    )
     assert page is not None  # a page is never missing, at most empty
     return page
 
@@ -160,11 +162,17 @@ async def _assignable_user(session: AsyncSession, user_id: int | None) -> UserRe
 
 
 async def create(
-    work: UnitOfWork, project: ProjectSummary, body: TaskCreate, *, actor: UserRead
-) -> TaskChange:
+    work: UnitOfWork,
+    project: ProjectSummary,
+    body: TaskCreate,
+    *,
+    actor: UserRead,
+    mailer: EmailSender,
+) -> TaskView:
     """Insert a task, and notify its assignee in the same transaction. The project's
     counts follow in that transaction too (a trigger of the task table). Without an
     assignee the insert is the only statement."""
+    work.effects.invalidate(project_tasks_scope(project.id))
     session = await work.session(single_statement=body.assignee_id is None)
     assignee = await _assignable_user(session, body.assignee_id)
     completed_at = utcnow() if body.status is TaskStatus.done else None
@@ -178,28 +186,26 @@ async def create(
         await session.rollback()
         raise ProjectNotFound() from None
     task = TaskView.model_validate({**row, "project_owner_id": project.owner_id})
-    notifications = await _notify_assignment(session, task, project.name, assignee, actor=actor)
+    await _assign(session, task, project.name, assignee, actor=actor, mailer=mailer)
     await work.commit()
-    return TaskChange(
-        task=task,
-        project_name=project.name,
-        changed=frozenset(body.model_fields_set),
-        new_assignee=assignee,
-        notifications=notifications,
-    )
+    return task
 
 
-async def _notify_assignment(
+async def _assign(
     session: AsyncSession,
-    task: Task | TaskRead,
+    task: Task | TaskView,
     project_name: str,
     assignee: UserRead | None,
     *,
     actor: UserRead,
-) -> list[StoredNotification]:
+    mailer: EmailSender,
+) -> None:
+    """Tell a new assignee: in their inbox (this transaction), then by e-mail once it
+    has committed."""
     if assignee is None:
-        return []
-    return await notification_service.task_assigned(
+        return
+    assert task.id is not None
+    await notification_service.task_assigned(
         session,
         task_id=task.id,
         task_title=task.title,
@@ -209,6 +215,18 @@ async def _notify_assignment(
         actor=actor,
     )
 
+    async def send_email() -> None:
+        message = assignment_email(
+            to=assignee.email,
+            assignee_name=assignee.display_name,
+            task_title=task.title,
+            project_name=project_name,
+            assigned_by=actor.display_name,
+        )
+        await mailer.send(message)
+
+    effects_of(session).run_after("assignment-email", send_email)
+
 
 async def update(
     session: AsyncSession,
@@ -217,24 +235,33 @@ async def update(
     *,
     actor: UserRead,
     if_match: IfMatch | None,
-) -> TaskChange:
+    mailer: EmailSender,
+) -> TaskView:
     """Apply a PATCH under the workflow and field rules.
 
     The owner and admins may change any field; an assignee only `status` (403 for any
-    other field sent). Status moves follow ALLOWED_MOVES (409 otherwise, nothing
-    changed); setting the current status again is a no-op.
+    other field sent). Both are decided on the project and task rows as they stand under
+    the write's locks: a task reassigned meanwhile is no longer the caller's (404). Status
+    moves follow ALLOWED_MOVES (409 otherwise, nothing changed); setting the current
+    status again is a no-op.
     """
     requested = changes.model_dump(exclude_unset=True)
-    if not can_manage(task, actor) and requested.keys() - ASSIGNEE_FIELDS:
-        raise Forbidden("An assignee may only change the status of a task")
-    project_name = await project_service.lock(session, task.project_id)
-    if project_name is None:
+    project = await project_service.lock(session, task.project_id)
+    if project is None:
         raise TaskNotFound()
-    outcome: dict[str, Any] = {}
+    manages = actor.role is Role.admin or project.owner_id == actor.id
+    effects_of(session).invalidate(project_tasks_scope(task.project_id))
+
+    def authorize(row: Task) -> None:
+        if manages:
+            return
+        if row.assignee_id != actor.id:
+            raise TaskNotFound()
+        if requested.keys() - ASSIGNEE_FIELDS:
+            raise Forbidden("An assignee may only change the status of a task")
 
     async def apply(row: Task) -> None:
         changed = {name: value for name, value in requested.items() if getattr(row, name) != value}
-        previous = {name: getattr(row, name) for name in changed}
         new_status = changed.get("status")
         if new_status is not None and (row.status, new_status) not in ALLOWED_MOVES:
             raise InvalidTransition(f"A task cannot move from {row.status} to {new_status}")
@@ -243,6 +270,7 @@ async def update(
             if "assignee_id" in changed
             else None
         )
+        old_status = row.status
         if new_status is not None:
             row.completed_at = utcnow() if new_status is TaskStatus.done else None
         if changed:
@@ -250,30 +278,31 @@ async def update(
             row.updated_at = utcnow()
             session.add(row)
         # Written in the same transaction as the change: both commit, or neither.
-        notifications = await _notify_assignment(session, row, project_name, assignee, actor=actor)
+        await _assign(session, row, project.name, assignee, actor=actor, mailer=mailer)
         if new_status is not None:
-            notifications += await notification_service.status_changed(
+            await notification_service.status_changed(
                 session,
                 task_id=row.id,
                 task_title=row.title,
-                old=previous["status"],
+                old=old_status,
                 new=new_status,
-                recipients=[task.project_owner_id, row.assignee_id],
+                recipients=[project.owner_id, row.assignee_id],
                 actor=actor,
             )
-        outcome.update(
-            changed=frozenset(changed),
-            previous=previous,
-            new_assignee=assignee,
-            notifications=notifications,
-        )
 
-    row = await save_versioned(session, Task, task.id, if_match, apply, missing=TaskNotFound)
-    view = TaskView.model_validate({**row.model_dump(), "project_owner_id": task.project_owner_id})
-    return TaskChange(task=view, project_name=project_name, **outcome)
+    row = await save_versioned(
+        session, Task, task.id, if_match, apply, missing=TaskNotFound, authorize=authorize
+    )
+    return TaskView.model_validate({**row.model_dump(), "project_owner_id": project.owner_id})
 
 
-async def delete(session: AsyncSession, task: TaskView) -> None:
-    await project_service.lock(session, task.project_id)
+async def delete(session: AsyncSession, task: TaskView, *, actor: UserRead) -> None:
+    """Delete a task (its project's owner or an admin, as the locked project row says)."""
+    project = await project_service.lock(session, task.project_id)
+    if project is None:
+        raise TaskNotFound()
+    if not (actor.role is Role.admin or project.owner_id == actor.id):
+        raise Forbidden("Only the project owner or an admin may do this")
+    effects_of(session).invalidate(project_tasks_scope(task.project_id))
     await execute(session, sa.delete(TASK).where(TASK.c.id == task.id))
-    await session.commit()
+    await commit(session)

@@ -11,11 +11,9 @@ from fasttrack.auth.dependencies import (
     HasherDep,
     TokensDep,
 )
-from fasttrack.core.cache import user_scope
 from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
-from fasttrack.notifications.dependencies import BroadcastDep
 from fasttrack.users import service as user_service
 from fasttrack.users.dependencies import ManagedUser
 from fasttrack.users.models import Role, User, UserAdminUpdate, UserRead, UserSelfUpdate
@@ -36,20 +34,12 @@ async def update_me(
     session: SessionDep,
     hasher: HasherDep,
     tokens: TokensDep,
-    broadcast: BroadcastDep,
 ) -> User:
     """Change the caller's display name or password. A new `password` needs
     `current_password` (403 `invalid_current_password` if it is wrong) and signs out
     every other session (their WebSockets close with 4003). `role` and `is_active` cannot
     be changed here (422)."""
-    user, revoked = await user_service.update_self(
-        session, principal, changes, hasher=hasher, tokens=tokens
-    )
-    if revoked:
-        await broadcast.revocation(principal.user.id, revoked)
-    else:
-        await broadcast.invalidation([user_scope(principal.user.id)])
-    return user
+    return await user_service.update_self(session, principal, changes, hasher=hasher, tokens=tokens)
 
 
 @router.get("", response_model=Page[UserRead], responses=problem_responses(401, 403, 422))
@@ -79,14 +69,8 @@ async def update_user(
     changes: UserAdminUpdate,
     session: SessionDep,
     tokens: TokensDep,
-    broadcast: BroadcastDep,
 ) -> User:
     """Change an account's display name, role or activity (admins only). Deactivation
     signs the user out everywhere at once and closes their WebSockets. The last active
     admin cannot be demoted or deactivated (409 `last_admin`)."""
-    updated, revoked = await user_service.update_by_admin(session, user.id, changes, tokens=tokens)
-    if revoked:
-        await broadcast.revocation(user.id, revoked)
-    else:
-        await broadcast.invalidation([user_scope(user.id)])
-    return updated
+    return await user_service.update_by_admin(session, user.id, changes, tokens=tokens)

@@ -10,7 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from fasttrack.auth import service as auth_service
 from fasttrack.auth.service import Principal
 from fasttrack.auth.tokens import TokenService
-from fasttrack.core.db import columns_of, execute, idle, table_of, utcnow
+from fasttrack.core.cache import user_scope
+from fasttrack.core.db import columns_of, commit, effects_of, execute, idle, table_of, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.core.security import PasswordHasher
 from fasttrack.users.exceptions import EmailTaken, LastAdmin, UserNotFound, WrongCurrentPassword
@@ -54,7 +55,7 @@ async def create(
     )
     session.add(user)
     try:
-        await session.commit()
+        await commit(session)
     except IntegrityError as exc:
         await session.rollback()
         raise EmailTaken() from exc
@@ -101,15 +102,14 @@ async def update_self(
     *,
     hasher: PasswordHasher,
     tokens: TokenService,
-) -> tuple[User, list[str]]:
-    """Apply the caller's own changes; returns the user and the sessions it revoked.
+) -> User:
+    """Apply the caller's own changes.
 
     A new password needs the current one and ends every other session of the user: a
     thief holding an old refresh token loses it, the caller keeps working.
     """
     user = await _load(session, principal.user.id)
     data = changes.model_dump(exclude_unset=True)
-    revoked: list[str] = []
     if "password" in data:
         async with idle(session):
             matches = await hasher.verify(data.pop("current_password"), user.hashed_password)
@@ -118,21 +118,22 @@ async def update_self(
             raise WrongCurrentPassword()
         user.hashed_password = new_hash
         session.add(user)
-        revoked = await auth_service.revoke_user_sessions(
+        await auth_service.revoke_user_sessions(
             session, principal.user.id, tokens=tokens, keep_sid=principal.claims.sid
         )
     data.pop("current_password", None)
+    effects_of(session).invalidate(user_scope(principal.user.id))
     user.sqlmodel_update(data)
     user.updated_at = utcnow()
     session.add(user)
-    await session.commit()
-    return user, revoked
+    await commit(session)
+    return user
 
 
 async def update_by_admin(
     session: AsyncSession, user_id: int, changes: UserAdminUpdate, *, tokens: TokenService
-) -> tuple[User, list[str]]:
-    """Apply an admin's changes to a user; returns the user and the sessions it revoked.
+) -> User:
+    """Apply an admin's changes to a user.
 
     Deactivation ends every session, so reactivating an account never revives tokens
     issued before it was locked.
@@ -146,14 +147,14 @@ async def update_by_admin(
     )
     if loses_admin and not await _another_active_admin_exists(session, user):
         raise LastAdmin()
-    revoked: list[str] = []
     if data.get("is_active") is False and user.is_active:
-        revoked = await auth_service.revoke_user_sessions(session, user_id, tokens=tokens)
+        await auth_service.revoke_user_sessions(session, user_id, tokens=tokens)
+    effects_of(session).invalidate(user_scope(user_id))
     user.sqlmodel_update(data)
     user.updated_at = utcnow()
     session.add(user)
-    await session.commit()
-    return user, revoked
+    await commit(session)
+    return user
 
 
 async def _another_active_admin_exists(session: AsyncSession, user: User) -> bool:
@@ -197,11 +198,13 @@ async def ensure_admin(
             existing.hashed_password = await hasher.hash(changes.password)
         assert existing.id is not None
         await auth_service.revoke_user_sessions(session, existing.id, tokens=tokens)
+    assert existing.id is not None
+    effects_of(session).invalidate(user_scope(existing.id))
     existing.role = Role.admin
     existing.is_active = True
     if changes.display_name:
         existing.display_name = changes.display_name
     existing.updated_at = utcnow()
     session.add(existing)
-    await session.commit()
+    await commit(session)
     return existing, False
