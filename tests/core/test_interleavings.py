@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
@@ -53,7 +54,9 @@ async def _reassign_after_load(
         assert loaded is not None
         async with app.state.database.session(write=True) as other:
             effects_of(other).invalidate(project_tasks_scope(loaded.project_id))
-            await execute(other, sa.update(Task).where(Task.id == loaded.id).values(assignee_id=to))
+            await execute(
+                other, sa.update(Task).where(col(Task.id) == loaded.id).values(assignee_id=to)
+            )
             await commit(other)
         return loaded
 
@@ -180,11 +183,10 @@ async def test_a_read_that_raced_a_commit_is_not_served_after_the_write_answered
     headers = await login(client, people["owner"])
     path = f"/tasks/{task.id}"
     assert (await client.get(path, headers=headers)).status_code == 200  # scopes learnt
-    real_execute = task_service.execute
     raced: list[int] = []
 
     async def read_then_let_a_write_commit(*args: Any, **kwargs: Any) -> Any:
-        result = await real_execute(*args, **kwargs)
+        result = await execute(*args, **kwargs)
         rows = result.mappings().all()
         if not raced:
             # The row is read; before this reader stores it, a write commits and answers.
