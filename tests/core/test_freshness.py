@@ -285,14 +285,13 @@ async def _stamp(versions: RedisVersions, *scopes: str) -> tuple[object, ...]:
 
 
 @needs_redis
-async def test_the_first_stamp_sets_the_epoch_and_the_next_is_a_stamp(
+async def test_the_first_stamp_sets_the_epoch_and_is_a_stamp(
     redis: Redis, versions: RedisVersions
 ) -> None:
-    assert await versions.stamp(["user:1"]) is None
+    first = await _stamp(versions, "user:1")  # sets the epoch, and is a stamp already
+
     assert await redis.get(EPOCH_KEY) is not None
-
-    first = await _stamp(versions, "user:1")
-
+    assert first[0] == await redis.get(EPOCH_KEY)
     assert await _stamp(versions, "user:1") == first
 
 
@@ -384,8 +383,7 @@ async def test_a_redis_that_lost_its_keys_changes_every_stamp(
 
     await _forget_versions(redis)  # as a restart of a Redis that keeps nothing on disk
 
-    assert await versions.stamp(["user:1"]) is None  # a new epoch is set
-    assert await _stamp(versions, "user:1") != untouched
+    assert await _stamp(versions, "user:1") != untouched  # under a new epoch
     assert await _stamp(versions, "user:2") != changed
 
 
@@ -408,3 +406,33 @@ async def test_an_unreachable_redis_gives_no_stamp_and_never_fails_a_change() ->
 
     await asyncio.gather(*retries, return_exceptions=True)
     assert all(retry.cancelled() for retry in retries)
+
+
+async def test_a_redis_that_stops_answering_is_left_alone_for_the_back_off() -> None:
+    received: list[bytes] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            received.append(data)  # read, never answered
+        writer.close()
+
+    silent = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    now = [0.0]
+    versions = RedisVersions(f"redis://127.0.0.1:{port}/0", timeout=0.2, clock=lambda: now[0])
+    try:
+        assert await versions.stamp(["user:1"]) is None  # waited for its timeout
+        asked = len(received)
+        assert asked > 0
+
+        assert await versions.stamp(["user:1"]) is None
+        await versions.prepare(["user:1"])
+        assert len(received) == asked  # nothing more was sent while it rests
+
+        now[0] += freshness.REDIS_BACKOFF_SECONDS
+        assert await versions.stamp(["user:1"]) is None
+        assert len(received) > asked  # asked again after the back-off
+    finally:
+        await versions.close()
+        silent.close()
+        await silent.wait_closed()

@@ -20,13 +20,13 @@ only while a fresh stamp is equal. Three validators, chosen by how the service r
 """
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
 import secrets
 import struct
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -43,8 +43,10 @@ KEY_PREFIX: Final = "fasttrack:fresh:"
 EPOCH_KEY: Final = f"{KEY_PREFIX}epoch"
 # How long a writer's mark may outlive a writer that never came back to clear it.
 WRITE_MARK_MS: Final = 60_000
-# A stamp is one round trip; a Redis that does not answer costs a request this much.
+# A stamp is one round trip; a Redis that does not answer costs a request this much,
+# and is then left alone for a while (every cache bypassed meanwhile).
 REDIS_TIMEOUT_SECONDS: Final = 1.0
+REDIS_BACKOFF_SECONDS: Final = 1.0
 # Attempts to move versions forward after a commit whose first attempt failed: until one
 # succeeds, the writer's mark keeps the scopes out of every cache.
 FINISH_RETRY_DELAYS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -205,26 +207,50 @@ def _keys(scopes: Collection[str]) -> list[str]:
 
 
 class RedisVersions:
-    """Versions shared by every process through Redis (see the module's docstring)."""
+    """Versions shared by every process through Redis (see the module's docstring).
 
-    def __init__(self, url: str, *, timeout: float = REDIS_TIMEOUT_SECONDS) -> None:
+    A Redis that failed is not asked again for `REDIS_BACKOFF_SECONDS`: one that stopped
+    answering would otherwise cost every request its full timeout, several times over.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = REDIS_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
         self._finish = self._redis.register_script(_FINISH)
         self._retries: set[asyncio.Task[None]] = set()
         self._local = LocalVersions()
+        self._clock = clock
+        self._resting_until = 0.0
+
+    def _resting(self) -> bool:
+        return self._clock() < self._resting_until
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if not self._resting():
+            logger.warning("%s failed (%s); Redis rests for %g s", what, exc, REDIS_BACKOFF_SECONDS)
+        self._resting_until = self._clock() + REDIS_BACKOFF_SECONDS
 
     async def stamp(self, scopes: Sequence[str]) -> Stamp | None:
+        if self._resting():
+            return None
         try:
             values = await self._redis.mget([EPOCH_KEY, *_keys(scopes)])
+            epoch = values[0]
+            if epoch is None:
+                # A Redis that lost every key (restarted empty): a new epoch, so that no
+                # stamp taken before matches by coincidence.
+                epoch = secrets.token_hex(8).encode()
+                if not await self._redis.set(EPOCH_KEY, epoch, nx=True):
+                    return None  # another process set one first: the next stamp has it
         except (RedisError, OSError) as exc:
-            logger.debug("no stamp from Redis: %s", exc)
+            self._failed("a cache stamp", exc)
             return None
-        epoch, marks = values[0], values[2::2]
-        if epoch is None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._redis.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
-            return None
-        if any(mark is not None and int(mark) > 0 for mark in marks):
+        if any(mark is not None and int(mark) > 0 for mark in values[2::2]):
             return None
         # This process's own changes count too: a stamp taken before one of them moved
         # Redis (by its `finish`) is refused here at once.
@@ -233,8 +259,10 @@ class RedisVersions:
     async def prepare(self, scopes: Collection[str]) -> None:
         # A Redis that cannot be reached does not stop the change: every process that
         # cannot reach it either bypasses its caches, one that restarted empty starts a
-        # new epoch, and `finish` keeps trying to move the versions (see the README on
-        # what is left: a Redis that this process alone cannot reach).
+        # new epoch, and `finish` keeps trying to move the versions (the README says what
+        # is left: a Redis that this process alone cannot reach).
+        if self._resting():
+            return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 for scope in scopes:
@@ -244,18 +272,21 @@ class RedisVersions:
                     pipe.pexpire(mark, WRITE_MARK_MS)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            logger.warning("marking cache scopes as written failed: %s", exc)
+            self._failed("marking cache scopes as written", exc)
 
     async def finish(self, scopes: Collection[str]) -> None:
         self._local.move(scopes)
         keys = _keys(scopes)
-        try:
-            await self._finish(keys=keys)
-        except (RedisError, OSError) as exc:
-            logger.warning("moving cache versions failed (%s); retrying in the background", exc)
-            task = asyncio.create_task(self._finish_later(keys), name="cache-versions")
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
+        if not self._resting():
+            try:
+                await self._finish(keys=keys)
+            except (RedisError, OSError) as exc:
+                self._failed("moving cache versions", exc)
+            else:
+                return
+        task = asyncio.create_task(self._finish_later(keys), name="cache-versions")
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def _finish_later(self, keys: list[str]) -> None:
         for delay in FINISH_RETRY_DELAYS:
