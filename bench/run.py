@@ -340,7 +340,7 @@ def measure_hello(
         "--port",
         str(args.hello_port),
         "--workers",
-        "1",
+        str(args.workers),
         "--log-level",
         "warning",
         "--no-access-log",
@@ -363,6 +363,7 @@ def measure_app(
     report: dict[str, Any],
 ) -> list[Result]:
     command = [str(BIN / "fasttrack"), "serve", "--no-migrate", "--host", "127.0.0.1"]
+    command += ["--workers", str(args.workers)]
     subprocess.run(
         [str(BIN / "fasttrack"), "migrate"], check=True, env=env, cwd=ROOT, capture_output=True
     )
@@ -413,6 +414,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes of the app and of the bare app (REDIS_URL from the environment)",
+    )
     parser.add_argument("--port", type=int, default=8011)
     parser.add_argument("--hello-port", type=int, default=8099)
     parser.add_argument("--endpoints", default="health,me,task_get,task_list,task_create")
@@ -426,6 +433,8 @@ def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     report: dict[str, Any] = {
         "db": args.db,
+        "workers": args.workers,
+        "redis": bool(os.environ.get("REDIS_URL")),
         "connections": args.connections,
         "duration_s": args.duration,
     }
@@ -442,8 +451,8 @@ def main() -> int:
     for result in results:
         result.ratio = round(result.requests_per_s / results[0].requests_per_s, 3)
     title = (
-        f"fasttrack vs bare FastAPI: {args.db}, {args.connections} connections,"
-        f" {args.duration:g} s each"
+        f"fasttrack vs bare FastAPI: {args.db}{' + Redis' if report['redis'] else ''},"
+        f" {args.workers} worker(s), {args.connections} connections, {args.duration:g} s each"
     )
     print_table(results, title=title, targets=TARGETS[args.db])
     for extra in ("login_burst", "memory"):
