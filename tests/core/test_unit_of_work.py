@@ -328,7 +328,7 @@ async def test_a_write_that_cannot_get_its_turn_in_time_is_a_503(
     app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # How long a turn may be waited for: a constant on SQLite, a setting on PostgreSQL.
-    monkeypatch.setattr(db, "SQLITE_WAIT_SECONDS", SHORT_WAIT)
+    monkeypatch.setattr(db.engines, "SQLITE_WAIT_SECONDS", SHORT_WAIT)
     async with app_factory(
         database_timeout=SHORT_WAIT, database_pool_size=1, database_max_overflow=0
     ) as small:
