@@ -1,9 +1,15 @@
 """POST /auth/login and /auth/token."""
 
+from typing import Any
+
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient, Response
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.core.db import Database
 from tests.factories import (
     DEFAULT_PASSWORD,
     assert_problem,
@@ -12,6 +18,7 @@ from tests.factories import (
     make_user,
     token_pair,
 )
+from tests.statements import listening_to_statements
 
 
 async def test_login_returns_a_bearer_pair(client: AsyncClient, session: AsyncSession) -> None:
@@ -181,6 +188,30 @@ async def test_every_login_starts_a_new_session(client: AsyncClient, session: As
     user = await make_user(session)
     first, second = await token_pair(client, user), await token_pair(client, user)
     assert claims_of(first["access_token"])["sid"] != claims_of(second["access_token"])["sid"]
+
+
+@pytest.mark.parametrize("endpoint", ["/auth/login", "/auth/token"])
+async def test_a_login_reads_on_the_readers_and_writes_its_session_in_one_statement(
+    client: AsyncClient, session: AsyncSession, app: FastAPI, endpoint: str
+) -> None:
+    user = await make_user(session)
+    database: Database = app.state.database
+    seen: list[tuple[str, Engine]] = []
+
+    def record(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((statement.split(maxsplit=1)[0].upper(), conn.engine))
+
+    engines = (database.write_engine, database.engine, database.single_statement_engine)
+    with listening_to_statements(engines, record):
+        response = await _login(client, endpoint, user.email, DEFAULT_PASSWORD)
+
+    assert response.status_code == 200, response.text
+    # Not in a transaction of the writer (on SQLite the only one): the lookup on the
+    # readers, the new session in autocommit, behind the writer's turn for that alone.
+    assert seen == [
+        ("SELECT", database.engine.sync_engine),
+        ("INSERT", database.single_statement_engine.sync_engine),
+    ]
 
 
 async def _login(client: AsyncClient, endpoint: str, email: str, password: str) -> Response:

@@ -11,7 +11,7 @@ from typing import Final
 
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -19,7 +19,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.auth.models import RevokedToken
 from fasttrack.core import db
-from fasttrack.core.db import Database, UnitOfWork, execute, table_of, utcnow
+from fasttrack.core.db import (
+    Database,
+    ReadWork,
+    UnitOfWork,
+    UnitOfWorkDep,
+    UnitOfWorkRoute,
+    WriteWork,
+    execute,
+    table_of,
+    utcnow,
+)
 from fasttrack.core.security import PasswordHasher
 from fasttrack.projects import service as project_service
 from fasttrack.projects.models import Project, ProjectCreate
@@ -278,6 +288,90 @@ async def test_a_request_waiting_for_bcrypt_does_not_hold_the_writer(
         app.state.hasher = original
         held.close()
     assert response.status_code == (201 if slow == "registration" else 200), response.text
+
+
+async def test_a_login_finds_the_user_and_checks_the_password_while_the_writer_is_taken(
+    client: AsyncClient, session: AsyncSession, app: FastAPI
+) -> None:
+    user = await make_user(session)
+    database: Database = app.state.database
+    held = HeldHasher()
+    original, app.state.hasher = app.state.hasher, held
+    try:
+        async with database.unit_of_work(write=True) as holder:
+            await holder.session()  # on SQLite, the one writer's turn
+            body = {"email": user.email, "password": DEFAULT_PASSWORD}
+            pending = asyncio.create_task(client.post("/auth/login", json=body))
+            async with asyncio.timeout(SERVED_WITHIN):
+                await held.entered.wait()  # looked up, on a reader
+            held.release.set()
+            await asyncio.sleep(0.05)
+            # Only its one INSERT waits for the writer (on PostgreSQL the pool has room).
+            assert not pending.done() or database.write_engine.dialect.name != "sqlite"
+        async with asyncio.timeout(SERVED_WITHIN):
+            response = await pending
+    finally:
+        held.release.set()
+        app.state.hasher = original
+        held.close()
+    assert response.status_code == 200, response.text
+
+
+def _declaring_app(database: Database) -> FastAPI:
+    """Routes that answer whether their unit of work is on the writer."""
+    router = APIRouter(route_class=UnitOfWorkRoute)
+
+    async def on_the_writer(work: UnitOfWork) -> bool:
+        return (await work.session()).bind is database.write_engine
+
+    @router.get("/undeclared")
+    async def get_undeclared(work: UnitOfWorkDep) -> bool:
+        return await on_the_writer(work)
+
+    @router.post("/undeclared")
+    async def post_undeclared(work: UnitOfWorkDep) -> bool:
+        return await on_the_writer(work)
+
+    @router.post("/reads")
+    async def post_reads(work: ReadWork) -> bool:
+        return await on_the_writer(work)
+
+    @router.get("/writes")
+    async def get_writes(work: WriteWork) -> bool:
+        return await on_the_writer(work)
+
+    application = FastAPI()
+    application.include_router(router)
+    application.state.database = database
+    return application
+
+
+async def test_a_route_declares_whether_its_unit_of_work_writes(app: FastAPI) -> None:
+    declaring = _declaring_app(app.state.database)
+    transport = ASGITransport(app=declaring)
+    async with AsyncClient(transport=transport, base_url="http://test") as http:
+        answers = {
+            "GET undeclared": (await http.get("/undeclared")).json(),
+            "POST undeclared": (await http.post("/undeclared")).json(),
+            "POST declared read": (await http.post("/reads")).json(),
+            "GET declared write": (await http.get("/writes")).json(),
+        }
+    assert answers == {
+        "GET undeclared": False,
+        "POST undeclared": True,  # a route that does not say may write
+        "POST declared read": False,
+        "GET declared write": True,
+    }
+
+
+def test_a_route_cannot_declare_both_a_read_and_a_write() -> None:
+    router = APIRouter(route_class=UnitOfWorkRoute)
+
+    async def confused(reads: ReadWork, writes: WriteWork) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="both a read and a write"):
+        router.post("/confused")(confused)
 
 
 @pytest.mark.parametrize("failure", ["crash", "invalid transition", "stale If-Match"])

@@ -13,7 +13,7 @@ from fasttrack.auth.models import (
     TokenForm,
     TokenPair,
 )
-from fasttrack.core.db import SessionDep, UnitOfWorkRoute
+from fasttrack.core.db import DatabaseDep, ReadWork, SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.routing import url_for
 from fasttrack.users import service as user_service
@@ -49,7 +49,8 @@ async def register(
 )
 async def login(
     body: LoginRequest,
-    session: SessionDep,
+    work: ReadWork,
+    database: DatabaseDep,
     hasher: HasherDep,
     tokens: TokensDep,
     response: Response,
@@ -57,9 +58,9 @@ async def login(
     """Exchange e-mail and password for an access token (15 min) and a refresh token
     (7 days) that start a new session. Wrong password and unknown e-mail are the same
     401; a deactivated account gets 403."""
-    user = await auth_service.authenticate(session, body.email, body.password, hasher=hasher)
+    user = await auth_service.authenticate(work, body.email, body.password, hasher=hasher)
     response.headers.update(NO_STORE)
-    return await auth_service.start_session(session, user, tokens=tokens)
+    return await auth_service.start_session(database, user, tokens=tokens)
 
 
 @router.post(
@@ -69,16 +70,17 @@ async def login(
 )
 async def issue_token(
     form: Annotated[TokenForm, Form()],
-    session: SessionDep,
+    work: ReadWork,
+    database: DatabaseDep,
     hasher: HasherDep,
     tokens: TokensDep,
     response: Response,
 ) -> TokenPair:
     """The login of `/auth/login` as an OAuth2 password form (`username` is the
     e-mail), as used by the "Authorize" button of the interactive docs."""
-    user = await auth_service.authenticate(session, form.username, form.password, hasher=hasher)
+    user = await auth_service.authenticate(work, form.username, form.password, hasher=hasher)
     response.headers.update(NO_STORE)
-    return await auth_service.start_session(session, user, tokens=tokens)
+    return await auth_service.start_session(database, user, tokens=tokens)
 
 
 @router.post(

@@ -20,12 +20,13 @@ from fasttrack.auth.models import AuthSession, RevokedToken, TokenPair
 from fasttrack.auth.tokens import Claims, TokenService, TokenType, new_token_id
 from fasttrack.core.cache import ValidatedCache, user_scope
 from fasttrack.core.db import (
+    Database,
+    InsertReturning,
     UnitOfWork,
     columns_of,
     commit,
     effects_of,
     execute,
-    idle,
     insert_ignoring_duplicates,
     table_of,
     utcnow,
@@ -43,6 +44,9 @@ _PRINCIPAL: Final = sa.select(
     .where(table_of(RevokedToken).c.id.in_([bindparam("jti"), bindparam("sid")]))
     .label("revoked"),
 ).where(table_of(User).c.id == bindparam("user_id"))
+
+
+_INSERT_SESSION: Final = InsertReturning(AuthSession, returning=[table_of(AuthSession).c.id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,16 +108,21 @@ async def principal_for(
 
 
 async def authenticate(
-    session: AsyncSession, email: str, password: str, *, hasher: PasswordHasher
+    work: UnitOfWork, email: str, password: str, *, hasher: PasswordHasher
 ) -> User:
-    """The user with these credentials; unknown e-mail and wrong password look alike."""
+    """The user with these credentials; unknown e-mail and wrong password look alike.
+
+    `work` (a reader) ends after the lookup: its turn is not held while the password is
+    checked, nor while start_session waits for the writer's.
+    """
+    session = await work.session()
     user = (await session.exec(select(User).where(User.email == email))).first()
-    async with idle(session):
-        if user is None:
-            await hasher.verify_against_dummy(password)
-            matches = False
-        else:
-            matches = await hasher.verify(password, user.hashed_password)
+    await work.close()
+    if user is None:
+        await hasher.verify_against_dummy(password)
+        matches = False
+    else:
+        matches = await hasher.verify(password, user.hashed_password)
     if user is None or not matches:
         raise InvalidCredentials()
     # Only after the password proved who is asking may we say the account is disabled.
@@ -122,13 +131,19 @@ async def authenticate(
     return user
 
 
-async def start_session(session: AsyncSession, user: User, *, tokens: TokenService) -> TokenPair:
-    """Open a new session (`sid`) for a user who just proved their credentials."""
+async def start_session(database: Database, user: User, *, tokens: TokenService) -> TokenPair:
+    """Open a new session (`sid`) for a user who just proved their credentials.
+
+    Its row is one INSERT, in a unit of work of its own on the writer: the lookup before
+    it needed no writer (on SQLite the single one), and holds none.
+    """
     assert user.id is not None
     sid = new_token_id()
     pair, refresh = tokens.issue_pair(user.id, sid=sid)
-    session.add(AuthSession(id=sid, user_id=user.id, expires_at=refresh.expires_at))
-    await commit(session)
+    async with database.unit_of_work(write=True) as work:
+        session = await work.session(single_statement=True)
+        await _INSERT_SESSION(session, id=sid, user_id=user.id, expires_at=refresh.expires_at)
+        await work.commit()
     return pair
 
 

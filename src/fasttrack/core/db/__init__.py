@@ -1,6 +1,6 @@
 """The data layer: engines, the unit of work, shared column types, Core statements."""
 
-from fasttrack.core.db.engines import Database, create_database
+from fasttrack.core.db.engines import Database, DatabaseDep, create_database
 from fasttrack.core.db.statements import (
     InsertReturning,
     columns_of,
@@ -17,12 +17,15 @@ from fasttrack.core.db.types import (
     utcnow,
 )
 from fasttrack.core.db.unit_of_work import (
+    Access,
     NoPublisher,
+    ReadWork,
     SessionDep,
     UnitOfWork,
     UnitOfWorkDep,
     UnitOfWorkRoute,
     UnitOfWorkSession,
+    WriteWork,
     commit,
     effects_of,
     get_session,
@@ -34,16 +37,20 @@ from fasttrack.core.db.unit_of_work import (
 __all__ = [
     "MAX_ID",
     "NEVER_REUSE_IDS",
+    "Access",
     "Database",
+    "DatabaseDep",
     "IdPath",
     "InsertReturning",
     "NoPublisher",
+    "ReadWork",
     "SessionDep",
     "UTCDateTime",
     "UnitOfWork",
     "UnitOfWorkDep",
     "UnitOfWorkRoute",
     "UnitOfWorkSession",
+    "WriteWork",
     "columns_of",
     "commit",
     "create_database",

@@ -3,13 +3,15 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+from fastapi import Depends
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, ExecutionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import HTTPConnection
 
 from fasttrack.core.config import Settings
 from fasttrack.core.db.unit_of_work import NoPublisher, UnitOfWork, UnitOfWorkSession
@@ -35,8 +37,8 @@ class Database:
 
     SQLite has two engines: readers in autocommit mode on a few connections (WAL lets
     them read while a write is in progress), and the single writer, whose transactions
-    begin with `BEGIN IMMEDIATE`. PostgreSQL has one pool; safe requests use it in
-    autocommit mode, which spares each read its BEGIN and ROLLBACK round trips.
+    begin with `BEGIN IMMEDIATE`. PostgreSQL has one pool; units of work that only read
+    use it in autocommit mode, which spares each read its BEGIN and ROLLBACK round trips.
     """
 
     def __init__(
@@ -175,3 +177,12 @@ def create_database(settings: Settings) -> Database:
         write_places=None,
         wait=settings.database_timeout,
     )
+
+
+async def get_database(connection: HTTPConnection) -> Database:
+    database: Database = connection.app.state.database
+    return database
+
+
+# For a route that reads in its own unit of work and opens another to write (login).
+DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -4,8 +4,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING, Annotated, Any, Final, Self
+from typing import TYPE_CHECKING, Annotated, Any, Final, Self, get_origin, get_type_hints
 
 from fastapi import Depends
 from fastapi.routing import APIRoute
@@ -250,10 +251,9 @@ async def _close(session: AsyncSession) -> None:
 
 
 async def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
-    """The request's unit of work: one session for authentication, loaders and writes.
-
-    Requests that may write get it on the writer (on SQLite the single writer), safe
-    ones on the readers. UnitOfWorkRoute ends it.
+    """The request's unit of work: one session for authentication, loaders and writes,
+    on the writer (on SQLite the single writer) or on the readers, as its route declares
+    (UnitOfWorkRoute.writes). UnitOfWorkRoute ends it.
     """
     work: UnitOfWork | None = connection.scope.get(UNIT_OF_WORK)
     if work is None:
@@ -261,10 +261,30 @@ async def get_unit_of_work(connection: HTTPConnection) -> UnitOfWork:
         # Without the route class nothing would end it, and its turn would never return.
         assert isinstance(route, UnitOfWorkRoute), f"{route} is not a UnitOfWorkRoute"
         database: Database = connection.app.state.database
-        method = connection.scope.get("method", "GET")
-        work = database.unit_of_work(write=method not in SAFE_METHODS)
+        work = database.unit_of_work(write=route.writes)
         connection.scope[UNIT_OF_WORK] = work
     return work
+
+
+class Access(StrEnum):
+    """What a route does with its unit of work, declared on the type of a handler
+    parameter: `work: ReadWork` or `work: WriteWork`."""
+
+    read = "read"
+    write = "write"
+
+
+def _declared_access(endpoint: Callable[..., Any]) -> Access | None:
+    declared = {
+        marker
+        for hint in get_type_hints(endpoint, include_extras=True).values()
+        if get_origin(hint) is Annotated
+        for marker in hint.__metadata__
+        if isinstance(marker, Access)
+    }
+    if len(declared) > 1:
+        raise TypeError(f"{endpoint.__qualname__} declares both a read and a write unit of work")
+    return declared.pop() if declared else None
 
 
 class UnitOfWorkRoute(APIRoute):
@@ -272,7 +292,18 @@ class UnitOfWorkRoute(APIRoute):
     is sent: what was not committed is rolled back, and the connection (with the turn)
     goes back before the client reads. A dependency with `yield` could do the same at
     the cost of an exit stack on every request.
+
+    `writes`, decided once when the route is built: whether its unit of work is on the
+    writer. A handler declares it with a `ReadWork` or `WriteWork` parameter; a route
+    that does not say writes if its method is unsafe, so a change is never left without
+    the writer it needs.
     """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        declared = _declared_access(endpoint)
+        unsafe = bool(self.methods and self.methods - SAFE_METHODS)
+        self.writes = unsafe if declared is None else declared is Access.write
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
@@ -312,6 +343,9 @@ async def _end_unit_of_work(request: Request, response: Response | None) -> None
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
+# The same unit of work, with the route's declaration of what it does (see UnitOfWorkRoute).
+ReadWork = Annotated[UnitOfWork, Depends(get_unit_of_work), Access.read]
+WriteWork = Annotated[UnitOfWork, Depends(get_unit_of_work), Access.write]
 
 
 async def get_session(work: UnitOfWorkDep) -> AsyncSession:
