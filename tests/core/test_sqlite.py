@@ -82,8 +82,7 @@ async def test_a_transaction_without_statements_commits_nothing_and_ends(
 
 
 ITEM = table("item", column("id"))
-# sqlite3 opens the transaction itself before a Core INSERT; before SQL text the writer's
-# listener does. Either way the lock must come with the write.
+# Whether SQLAlchemy compiled the write or was handed SQL text, the lock comes with it.
 FIRST_WRITES = pytest.mark.parametrize(
     "statement",
     [
@@ -105,14 +104,29 @@ async def test_a_transaction_that_writes_first_takes_the_lock_with_that_write(
     path = database.write_engine.url.database
     assert path is not None
 
-    async with database.write_engine.begin() as connection:
+    # As a session's transaction: it begins with the first statement.
+    async with database.write_engine.connect() as connection:
         assert _other_writer_can_begin(path)  # nothing run yet: nothing held
         await connection.execute(statement)
         assert not _other_writer_can_begin(path)
         assert await _item_ids(database) == []  # readers do not see it before the commit
+        await connection.commit()
 
     assert _other_writer_can_begin(path)
     assert await _item_ids(database) == [7]
+
+
+@FIRST_WRITES
+async def test_a_single_statement_commits_as_it_runs_and_holds_nothing(
+    database: Database, statement: Executable
+) -> None:
+    path = database.write_engine.url.database
+    assert path is not None
+
+    async with database.single_statement_engine.connect() as connection:
+        await connection.execute(statement)
+        assert _other_writer_can_begin(path)
+        assert await _item_ids(database) == [7]
 
 
 @FIRST_WRITES

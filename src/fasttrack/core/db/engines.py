@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Depends
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, ExecutionContext
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -117,32 +117,26 @@ def _sqlite_engine(url: str, *, connections: int, writer: bool) -> AsyncEngine:
         url, pool_size=connections, max_overflow=0, pool_timeout=SQLITE_WAIT_SECONDS, **options
     )
 
-    if writer:
-
-        @event.listens_for(engine.sync_engine, "before_cursor_execute", named=True)
-        def _begin_before_a_read(
-            conn: Connection, cursor: Any, context: ExecutionContext, **_: Any
-        ) -> None:
-            # sqlite3 itself opens the transaction with BEGIN IMMEDIATE before an INSERT
-            # or UPDATE, on the same trip to SQLite's thread. A transaction that reads
-            # first (a loader, a version check) must take the write lock before that
-            # read, or what it checks could change before it writes.
-            if context.isinsert or context.isupdate:
-                return
-            driver = conn.connection.driver_connection
-            if driver is not None and not driver.in_transaction:
-                cursor.execute(SQLITE_BEGIN_WRITE)
-
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         if writer:
-            # sqlite3 then begins a transaction with BEGIN IMMEDIATE before each first
-            # write; a first read begins it itself (_begin_before_a_read).
-            dbapi_connection.isolation_level = "IMMEDIATE"
+            # sqlite3 begins no transaction of its own (it would begin only before an
+            # INSERT or UPDATE, and with a plain BEGIN): the writer's "begin" does.
+            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         for pragma in SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
+
+    if writer:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(connection: Connection) -> None:
+            # SQLAlchemy begins a transaction before its first statement (a session's,
+            # once it first needs its connection), and the write lock comes with it: a
+            # transaction that reads first (a loader, a version check) holds the lock
+            # before that read, so what it checks cannot change before it writes.
+            connection.exec_driver_sql(SQLITE_BEGIN_WRITE)
 
     return engine
 
