@@ -224,6 +224,44 @@ async def test_after_close_the_session_refuses_work(app: FastAPI) -> None:
         assert await _revoked_ids(await after.session()) == []
 
 
+async def test_a_single_statement_unit_of_work_refuses_a_second_statement(app: FastAPI) -> None:
+    database: Database = app.state.database
+    async with database.unit_of_work(write=True) as work:
+        session = await work.session(single_statement=True)
+        await _insert_revoked(session, "first")
+        # It would commit on its own, and nothing could roll the first one back.
+        with pytest.raises(RuntimeError, match="second statement"):
+            await _insert_revoked(session, "second")
+        with pytest.raises(RuntimeError, match="second statement"):
+            await _revoked_ids(session)
+        await work.commit()
+
+    async with database.session(write=False) as reader:
+        assert await _revoked_ids(reader) == ["first"]
+
+
+async def test_a_single_statement_unit_of_work_refuses_to_drop_orm_changes(
+    app: FastAPI,
+) -> None:
+    database: Database = app.state.database
+    async with database.unit_of_work(write=True) as work:
+        session = await work.session(single_statement=True)
+        session.add(RevokedToken(id="added", expires_at=utcnow()))
+        with pytest.raises(RuntimeError, match="ORM changes"):
+            await work.commit()
+
+
+async def test_each_single_statement_unit_of_work_has_its_own_statement(app: FastAPI) -> None:
+    database: Database = app.state.database
+    for jti in ("one", "two"):
+        async with database.unit_of_work(write=True) as work:
+            await _insert_revoked(await work.session(single_statement=True), jti)
+            await work.commit()
+
+    async with database.session(write=False) as reader:
+        assert await _revoked_ids(reader) == ["one", "two"]
+
+
 # --- Through the HTTP API -----------------------------------------------------------------
 
 

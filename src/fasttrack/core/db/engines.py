@@ -14,7 +14,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import HTTPConnection
 
 from fasttrack.core.config import Settings
-from fasttrack.core.db.unit_of_work import NoPublisher, UnitOfWork, UnitOfWorkSession
+from fasttrack.core.db.unit_of_work import (
+    NoPublisher,
+    UnitOfWork,
+    UnitOfWorkSession,
+    one_statement_only,
+)
 from fasttrack.core.effects import Publisher
 
 SQLITE_PRAGMAS: Final = (
@@ -54,6 +59,13 @@ class Database:
         self.engine = engine
         self.write_engine = write_engine
         self.single_statement_engine = single_statement_engine
+        # A unit of work of single statements gets one: a second would commit on its own.
+        if not event.contains(
+            single_statement_engine.sync_engine, "before_cursor_execute", one_statement_only
+        ):
+            event.listen(
+                single_statement_engine.sync_engine, "before_cursor_execute", one_statement_only
+            )
         self._wait = wait
         # Set by whoever tells the deployment about changes (the hub).
         self.publisher: Publisher = NoPublisher()
@@ -162,11 +174,11 @@ def create_database(settings: Settings) -> Database:
         pool_timeout=settings.database_timeout,
         connect_args={"timeout": settings.database_timeout},
     )
-    autocommit = write_engine.execution_options(isolation_level="AUTOCOMMIT")
     return Database(
-        engine=autocommit,
+        engine=write_engine.execution_options(isolation_level="AUTOCOMMIT"),
         write_engine=write_engine,
-        single_statement_engine=autocommit,
+        # The same pool and options again, apart so that only single statements are counted.
+        single_statement_engine=write_engine.execution_options(isolation_level="AUTOCOMMIT"),
         read_places=settings.database_pool_size + settings.database_max_overflow,
         write_places=None,
         wait=settings.database_timeout,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Self, get_origin, get_t
 from fastapi import Depends
 from fastapi.routing import APIRoute
 from sqlalchemy import event
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -32,6 +33,9 @@ logger = logging.getLogger("fasttrack.db")
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where a session finds the unit of work it belongs to (see `idle`).
 UNIT_OF_WORK: Final = "fasttrack.unit_of_work"
+# The execution option by which the connection of a single-statement unit of work names
+# it (see `one_statement_only`).
+SINGLE_STATEMENT: Final = "fasttrack_single_statement"
 
 
 class UnitOfWorkSession(Session):
@@ -58,6 +62,14 @@ def _after_rollback(session: Session) -> None:
     work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
     if work is not None:
         work.rolled_back()
+
+
+def one_statement_only(connection: Connection, *_: Any) -> None:
+    """A `before_cursor_execute` listener of the engine of single statements: each
+    statement is counted against the unit of work its connection names, if any."""
+    work: UnitOfWork | None = connection.get_execution_options().get(SINGLE_STATEMENT)
+    if work is not None:
+        work.statement_runs()
 
 
 class NoPublisher:
@@ -104,6 +116,7 @@ class UnitOfWork:
         self._publisher = publisher
         self._session: AsyncSession | None = None
         self._autocommits = False
+        self._statements = 0
         self._holds_turn = False
         self.effects = Effects()
         self._prepared: set[str] = set()
@@ -124,7 +137,8 @@ class UnitOfWork:
         statement takes, a project's task counts, are held only while it runs; on SQLite
         one trip to the driver's thread fewer). Only the first call chooses; `commit`
         knows which it was. The statement commits as it runs, so the effects it has are
-        registered, and prepared here, before it.
+        registered, and prepared here, before it. A second statement is refused
+        (RuntimeError), as are ORM changes, which only a transaction's commit flushes.
         """
         if self._session is None:
             if single_statement:
@@ -133,6 +147,9 @@ class UnitOfWork:
             self._autocommits = single_statement
             factory = self._single_statement_factory if single_statement else self._factory
             self._session = factory(info={UNIT_OF_WORK: self})
+            if single_statement:
+                # Its connection, taken now, names it to `one_statement_only`.
+                await self._session.connection(execution_options={SINGLE_STATEMENT: self})
         return self._session
 
     async def commit(self) -> None:
@@ -141,6 +158,11 @@ class UnitOfWork:
         if self._session is None:
             return
         if self._autocommits:
+            if self._session.new or self._session.dirty or self._session.deleted:
+                raise RuntimeError(
+                    "a single-statement unit of work has ORM changes, which only a "
+                    "transaction's commit would flush: run the statement itself instead"
+                )
             self.committed()
             return
         await self._prepare()
@@ -156,6 +178,16 @@ class UnitOfWork:
             logger.warning("a change could not be made known, so it is not made: %s", exc)
             raise ServiceUnavailable("The service cannot record changes right now") from exc
         self._prepared |= scopes
+
+    def statement_runs(self) -> None:
+        """Count a statement of a single-statement unit of work; refuse the second, which
+        would commit apart from the first, with nothing to roll the first back."""
+        self._statements += 1
+        if self._statements > 1:
+            raise RuntimeError(
+                "a unit of work opened with single_statement=True runs a second statement: "
+                "open it without single_statement to run several in one transaction"
+            )
 
     def check_prepared(self) -> None:
         unprepared = self.effects.scopes - self._prepared
