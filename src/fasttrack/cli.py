@@ -24,7 +24,7 @@ from fasttrack.notifications.broker import create_broker
 from fasttrack.notifications.email import create_email_sender
 from fasttrack.notifications.hub import Hub
 from fasttrack.notifications.ws import MAX_FRAME_BYTES
-from fasttrack.projects import service as project_service
+from fasttrack.tasks import counts as task_counts
 from fasttrack.users import service as user_service
 
 app = typer.Typer(
@@ -162,7 +162,7 @@ def repair_counts() -> None:
 
     async def run() -> list[int]:
         async with open_database(settings) as database, database.session(write=True) as session:
-            return await project_service.repair_task_counts(session)
+            return await task_counts.repair_task_counts(session)
 
     repaired = asyncio.run(run())
     if repaired:

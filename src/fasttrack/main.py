@@ -39,11 +39,11 @@ from fasttrack.notifications.router import router as notifications_router
 from fasttrack.notifications.ws import router as ws_router
 from fasttrack.ops.docs import DOCS_PREFIXES, install_offline_docs
 from fasttrack.ops.router import router as ops_router
-from fasttrack.projects import service as project_service
 from fasttrack.projects.router import router as projects_router
 from fasttrack.ratelimit.keys import ClientKeys
 from fasttrack.ratelimit.limiter import RateLimiter, per_window
 from fasttrack.ratelimit.middleware import RateLimitMiddleware
+from fasttrack.tasks import counts as task_counts
 from fasttrack.tasks.router import router as tasks_router
 from fasttrack.users.router import router as users_router
 
@@ -87,7 +87,7 @@ async def _repair_task_counts(database: Database) -> None:
     # Like the purge, a database that is down must not keep the service from starting.
     try:
         async with database.session(write=True) as session:
-            await project_service.repair_task_counts(session)
+            await task_counts.repair_task_counts(session)
     except Exception:
         logger.exception("repairing drifted task counts failed")
 

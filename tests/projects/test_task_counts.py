@@ -11,8 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
 from fasttrack.core.db import utcnow
-from fasttrack.projects import service as project_service
 from fasttrack.projects.models import Project
+from fasttrack.tasks import counts as task_counts
 from fasttrack.tasks.models import Task, TaskStatus
 from tests.factories import login, make_comment, make_project, make_task, make_user
 
@@ -171,7 +171,7 @@ async def test_recounting_a_deleted_project_does_nothing(session: AsyncSession) 
     await session.exec(sa.delete(Project).where(col(Project.id) == project.id))
     await session.commit()
 
-    await project_service.recount(session, project.id)
+    await task_counts.recount(session, project.id)
     await session.commit()
 
     assert (await session.exec(select(func.count()).select_from(Project))).one() == 0
@@ -192,7 +192,7 @@ async def test_drifted_counts_are_repaired(client: AsyncClient, session: AsyncSe
         await session.exec(sa.update(Project).where(col(Project.id) == project_id).values(counts))
     await session.commit()
 
-    assert await project_service.repair_task_counts(session) == sorted([drifted.id, empty.id])
+    assert await task_counts.repair_task_counts(session) == sorted([drifted.id, empty.id])
 
     headers = await login(client, owner)
     assert await _counts(client, drifted.id, headers) == {
@@ -203,7 +203,7 @@ async def test_drifted_counts_are_repaired(client: AsyncClient, session: AsyncSe
     }
     assert (await _counts(client, empty.id, headers))["total"] == 0
     assert (await _counts(client, fresh.id, headers))["in_progress"] == 1
-    assert await project_service.repair_task_counts(session) == []
+    assert await task_counts.repair_task_counts(session) == []
 
 
 def _row(project_id: int) -> dict[str, Any]:

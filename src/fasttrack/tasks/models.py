@@ -2,18 +2,15 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, StrictInt, StringConstraints
 from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
-from sqlmodel import Field, Relationship, SQLModel
+from sqlmodel import Field, SQLModel
 
 from fasttrack.core.db import MAX_ID, NEVER_REUSE_IDS, UTCDateTime, enum_type, utcnow
 from fasttrack.core.inputs import NO_NUL, StrippedText, whole_number
-
-if TYPE_CHECKING:
-    from fasttrack.projects.models import Project
 
 TaskTitle = Annotated[str, StrippedText(max_length=200)]
 TaskDescription = Annotated[str, StringConstraints(max_length=10000), NO_NUL]
@@ -51,9 +48,6 @@ class Task(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-    # Never loaded implicitly: queries that need it join it in (see tasks.service).
-    project: "Project" = Relationship(sa_relationship_kwargs={"lazy": "raise"})
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
