@@ -1,7 +1,7 @@
 """Session registry, revocation blocklist, and the auth request/response shapes."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, WithJsonSchema
 from sqlmodel import Field, SQLModel
@@ -10,6 +10,8 @@ from fasttrack.core.db import UTCDateTime, utcnow
 from fasttrack.users.models import Email, PasswordAttempt
 
 TOKEN_ID_LENGTH = 36
+# Far above any token we issue: a longer one is refused before anything verifies it.
+MAX_TOKEN_LENGTH: Final = 4096
 
 
 class AuthSession(SQLModel, table=True):
@@ -58,13 +60,13 @@ class TokenForm(BaseModel):
 class RefreshRequest(SQLModel):
     model_config = {"extra": "forbid"}
 
-    refresh_token: str = Field(min_length=1, max_length=4096)
+    refresh_token: str = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
 
 
 class LogoutRequest(SQLModel):
     model_config = {"extra": "forbid"}
 
-    refresh_token: str | None = Field(default=None, min_length=1, max_length=4096)
+    refresh_token: str | None = Field(default=None, min_length=1, max_length=MAX_TOKEN_LENGTH)
 
 
 class TokenPair(SQLModel):

@@ -58,9 +58,10 @@ async def login(
     """Exchange e-mail and password for an access token (15 min) and a refresh token
     (7 days) that start a new session. Wrong password and unknown e-mail are the same
     401; a deactivated account gets 403."""
-    user = await auth_service.authenticate(work, body.email, body.password, hasher=hasher)
     response.headers.update(NO_STORE)
-    return await auth_service.start_session(database, user, tokens=tokens)
+    return await auth_service.log_in(
+        work, body.email, body.password, database=database, hasher=hasher, tokens=tokens
+    )
 
 
 @router.post(
@@ -78,9 +79,10 @@ async def issue_token(
 ) -> TokenPair:
     """The login of `/auth/login` as an OAuth2 password form (`username` is the
     e-mail), as used by the "Authorize" button of the interactive docs."""
-    user = await auth_service.authenticate(work, form.username, form.password, hasher=hasher)
     response.headers.update(NO_STORE)
-    return await auth_service.start_session(database, user, tokens=tokens)
+    return await auth_service.log_in(
+        work, form.username, form.password, database=database, hasher=hasher, tokens=tokens
+    )
 
 
 @router.post(

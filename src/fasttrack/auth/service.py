@@ -147,6 +147,21 @@ async def start_session(database: Database, user: User, *, tokens: TokenService)
     return pair
 
 
+async def log_in(
+    work: UnitOfWork,
+    email: str,
+    password: str,
+    *,
+    database: Database,
+    hasher: PasswordHasher,
+    tokens: TokenService,
+) -> TokenPair:
+    """Check the credentials, then open a new session for their user (`/auth/login` and
+    the OAuth2 form of `/auth/token`)."""
+    user = await authenticate(work, email, password, hasher=hasher)
+    return await start_session(database, user, tokens=tokens)
+
+
 async def rotate(session: AsyncSession, refresh_token: str, *, tokens: TokenService) -> TokenPair:
     """Exchange a refresh token for a new pair and revoke the one presented.
 

@@ -2,12 +2,13 @@
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Protocol, TypeVar, cast
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import Depends, Header
 from sqlalchemy import inspect
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.responses import Response
 
 from fasttrack.core.db import commit
 from fasttrack.core.errors import NotFound, PreconditionFailed
@@ -23,6 +24,21 @@ VersionedT = TypeVar("VersionedT", bound=SQLModel)
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def set_etag(response: Response, version: int) -> None:
+    response.headers["ETag"] = etag(version)
+
+
+def etag_responses(resource: str, *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for answers that carry the `resource`'s ETag."""
+    header = {
+        "ETag": {
+            "description": f"Version of the {resource}, for `If-Match`.",
+            "schema": {"type": "string"},
+        }
+    }
+    return {status: {"headers": header} for status in statuses}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from fasttrack.auth import service as auth_service
+from fasttrack.auth.models import MAX_TOKEN_LENGTH
 from fasttrack.auth.service import Principal, PrincipalCache
 from fasttrack.auth.tokens import Claims, TokenService
 from fasttrack.core.config import Settings
@@ -24,10 +25,6 @@ logger = logging.getLogger("fasttrack.ws")
 router = APIRouter()
 
 MAX_FRAME_BYTES: Final = 4096
-# Far above any token we issue. Checked by hand, not by Query(max_length=...): a failed
-# parameter check would close the handshake with 1008, echoing the token in the reason,
-# where SPEC §7 wants every bad token accepted and closed with 4001.
-MAX_TOKEN_LENGTH: Final = 4096
 DATABASE_UNAVAILABLE: Final = "The database is unavailable; reconnect later"
 PING: Final = {"type": "ping"}
 PONG: Final = {"type": "pong"}
@@ -195,6 +192,9 @@ async def authenticate(
     token: str | None, *, tokens: TokenService, database: Database, cache: PrincipalCache
 ) -> Principal | None:
     """The same checks as HTTP bearer authentication; None when any of them fails."""
+    # Checked here, not by Query(max_length=...): a failed parameter check would close the
+    # handshake with 1008, echoing the token in the reason, where SPEC §7 wants every bad
+    # token accepted and closed with 4001.
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     try:

@@ -33,7 +33,8 @@ class Project(SQLModel, table=True):
     owner_id: int = Field(foreign_key="user.id", ondelete="CASCADE")
     # Bumped by every change of the project's own fields; the ETag is derived from it.
     version: int = Field(default=1)
-    # Maintained by a background job after each task change (see projects.service).
+    # Kept by triggers of the task table: each task change moves them by one, in its own
+    # transaction (O(1), no recount); tasks.counts repairs them if they ever drift.
     todo_count: int = Field(default=0)
     in_progress_count: int = Field(default=0)
     done_count: int = Field(default=0)

@@ -9,7 +9,7 @@ from fasttrack.core.db import SessionDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
-from fasttrack.core.versioning import IfMatchDep, etag
+from fasttrack.core.versioning import IfMatchDep, etag_responses, set_etag
 from fasttrack.projects import service as project_service
 from fasttrack.projects.dependencies import VisibleProject, VisibleProjectSummary
 from fasttrack.projects.models import (
@@ -21,10 +21,6 @@ from fasttrack.projects.models import (
 )
 
 router = APIRouter(prefix="/projects", tags=["projects"], route_class=UnitOfWorkRoute)
-
-ETAG_HEADER = {
-    "ETag": {"description": "Version of the project, for `If-Match`.", "schema": {"type": "string"}}
-}
 
 
 @router.post(
@@ -44,7 +40,7 @@ async def create_project(
     project = await project_service.create(session, body, owner=user)
     assert project.id is not None
     response.headers["Location"] = url_for(request, "get_project", project_id=project.id)
-    response.headers["ETag"] = etag(project.version)
+    set_etag(response, project.version)
     return project
 
 
@@ -62,18 +58,18 @@ async def list_projects(
 @router.get(
     "/{project_id}",
     response_model=ProjectRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
+    responses={**etag_responses("project", 200), **problem_responses(401, 404, 422)},
 )
 async def get_project(project: VisibleProject, response: Response) -> ProjectRead:
     """One project, for its owner or an admin (404 for anyone else)."""
-    response.headers["ETag"] = etag(project.version)
+    set_etag(response, project.version)
     return project
 
 
 @router.patch(
     "/{project_id}",
     response_model=ProjectRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 412, 422)},
+    responses={**etag_responses("project", 200), **problem_responses(401, 404, 412, 422)},
 )
 async def update_project(
     project: VisibleProjectSummary,
@@ -85,7 +81,7 @@ async def update_project(
     """Change name, description or status (owner or admin). With `If-Match`, applies only
     if the project still has that ETag (412 `precondition_failed` otherwise)."""
     updated = await project_service.update(session, project.id, changes, if_match=if_match)
-    response.headers["ETag"] = etag(updated.version)
+    set_etag(response, updated.version)
     return updated
 
 

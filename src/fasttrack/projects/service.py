@@ -129,10 +129,16 @@ async def lock(session: AsyncSession, project_id: int) -> LockedProject | None:
     """Lock a project's row for the rest of the transaction; its name and owner as they
     stand under the lock, or None if it is gone.
 
-    Every change to a project's tasks takes this lock first (PostgreSQL; on SQLite the
-    writer holds the whole database): the counts trigger updates the project row, and a
-    task change that held its task row while waiting for the project's could deadlock
-    with a project deletion, which holds the project row while cascading to the tasks.
+    Every change to a project's tasks locks this row before its task's (PostgreSQL; on
+    SQLite the writer holds the whole database; a new task's INSERT takes it in its own
+    statement, through its foreign key and the counts trigger). Why first:
+
+    - the counts trigger updates this row in the task change's transaction anyway, and a
+      change that held its task row while waiting for the project's could deadlock with
+      a project deletion, which holds the project row while cascading to the tasks;
+    - the rules of the change are decided on it: who manages the project's tasks (its
+      owner) and whether it still exists are read under the lock, so the write cannot
+      act on a project that changed or went away since the request's loaders read it.
     """
     # FOR NO KEY UPDATE: new tasks may still reference the row (their foreign key check).
     locked = (

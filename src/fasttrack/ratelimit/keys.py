@@ -5,13 +5,12 @@ from typing import Final
 
 from starlette.types import Scope
 
+from fasttrack.auth.models import MAX_TOKEN_LENGTH
 from fasttrack.auth.tokens import TokenService, TokenType
 from fasttrack.core.errors import Unauthorized
 
 AUTHORIZATION: Final = b"authorization"
 BEARER_PREFIX: Final = b"bearer "
-# Far above any token we issue; longer values are not worth verifying.
-MAX_TOKEN_BYTES: Final = 4096
 UNKNOWN_CLIENT: Final = "unknown"
 # One IPv6 subscriber is usually handed a whole /64, so count the /64, not one address.
 IPV6_PREFIX_LENGTH: Final = 64
@@ -39,7 +38,7 @@ def bearer_token(scope: Scope) -> str | None:
     value: bytes
     for name, value in scope["headers"]:
         if name == AUTHORIZATION:
-            if len(value) > MAX_TOKEN_BYTES or value[:7].lower() != BEARER_PREFIX:
+            if len(value) > MAX_TOKEN_LENGTH or value[:7].lower() != BEARER_PREFIX:
                 return None
             return value[7:].strip().decode("latin-1")
     return None

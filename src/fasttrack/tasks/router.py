@@ -8,7 +8,7 @@ from fasttrack.core.db import SessionDep, UnitOfWorkDep, UnitOfWorkRoute
 from fasttrack.core.errors import problem_responses
 from fasttrack.core.pagination import Page, PageParams, PageResult
 from fasttrack.core.routing import url_for
-from fasttrack.core.versioning import IfMatchDep, etag
+from fasttrack.core.versioning import IfMatchDep, etag_responses, set_etag
 from fasttrack.notifications.dependencies import EmailSenderDep
 from fasttrack.projects.dependencies import VisibleProjectSummary
 from fasttrack.tasks import service as task_service
@@ -17,16 +17,12 @@ from fasttrack.tasks.models import TaskCreate, TaskRead, TaskUpdate, TaskView
 
 router = APIRouter(tags=["tasks"], route_class=UnitOfWorkRoute)
 
-ETAG_HEADER = {
-    "ETag": {"description": "Version of the task, for `If-Match`.", "schema": {"type": "string"}}
-}
-
 
 @router.post(
     "/projects/{project_id}/tasks",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses={201: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
+    responses={**etag_responses("task", 201), **problem_responses(401, 404, 422)},
 )
 async def create_task(
     project: VisibleProjectSummary,
@@ -41,7 +37,7 @@ async def create_task(
     active user (422 otherwise); the assignee is notified (`task_assigned`) and e-mailed."""
     task = await task_service.create(work, project, body, actor=user, mailer=mailer)
     response.headers["Location"] = url_for(request, "get_task", task_id=task.id)
-    response.headers["ETag"] = etag(task.version)
+    set_etag(response, task.version)
     return task
 
 
@@ -80,18 +76,21 @@ async def list_my_tasks(
 @router.get(
     "/tasks/{task_id}",
     response_model=TaskRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 404, 422)},
+    responses={**etag_responses("task", 200), **problem_responses(401, 404, 422)},
 )
 async def get_task(task: VisibleTask, response: Response) -> TaskView:
     """One task, for the project owner, the assignee or an admin (404 for anyone else)."""
-    response.headers["ETag"] = etag(task.version)
+    set_etag(response, task.version)
     return task
 
 
 @router.patch(
     "/tasks/{task_id}",
     response_model=TaskRead,
-    responses={200: {"headers": ETAG_HEADER}, **problem_responses(401, 403, 404, 409, 412, 422)},
+    responses={
+        **etag_responses("task", 200),
+        **problem_responses(401, 403, 404, 409, 412, 422),
+    },
 )
 async def update_task(
     task: VisibleTask,
@@ -110,7 +109,7 @@ async def update_task(
     updated = await task_service.update(
         session, task, changes, actor=user, if_match=if_match, mailer=mailer
     )
-    response.headers["ETag"] = etag(updated.version)
+    set_etag(response, updated.version)
     return updated
 
 
