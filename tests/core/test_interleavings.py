@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
 from fasttrack.core.cache import SHARED_READ_WAIT_SECONDS, project_tasks_scope
-from fasttrack.core.db import commit, effects_of, execute
+from fasttrack.core.db import Database, commit, effects_of, execute
 from fasttrack.notifications.models import Notification
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.models import Task
@@ -143,7 +143,16 @@ async def test_the_owner_reassigning_meanwhile_does_not_stop_the_owners_own_patc
 async def test_a_turn_holder_missing_an_entry_never_waits_on_a_read_that_waits_for_its_turn(
     app: FastAPI,
 ) -> None:
-    database = app.state.database
+    engines: Database = app.state.database
+    # A write gate of one place, as SQLite's is, on PostgreSQL too.
+    database = Database(
+        engine=engines.engine,
+        write_engine=engines.write_engine,
+        single_statement_engine=engines.single_statement_engine,
+        read_places=1,
+        write_places=1,
+        wait=BOUND_SECONDS * 2,
+    )
     cache = app.state.caches.new(max_entries=10)
     reads: list[str] = []
 
@@ -159,7 +168,7 @@ async def test_a_turn_holder_missing_an_entry_never_waits_on_a_read_that_waits_f
     assert await cache.get_or_read("entry", lambda: asyncio.sleep(0, 7), scopes=["s"]) == 7
     cache.forget(["s"])
     async with database.unit_of_work(write=True) as z, database.unit_of_work(write=True) as x:
-        await z.session()  # Z holds the writer's turn (the only one on SQLite)
+        await z.session()  # Z holds the writer's turn, the only one
         shared = asyncio.create_task(
             cache.get_or_read("entry", read_in(x, "X"), scopes=["s"], may_wait=x.may_wait)
         )
