@@ -50,6 +50,9 @@ REDIS_BACKOFF_SECONDS: Final = 1.0
 # Attempts to move versions forward after a commit whose first attempt failed: until one
 # succeeds, the writer's mark keeps the scopes out of every cache.
 FINISH_RETRY_DELAYS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
+# How long a process's finding that it is alone on a SQLite file holds, and so how long
+# an arriving process waits before it may write (ProcessPresence.stretch).
+ALONE_FOR_SECONDS: Final = 0.02
 # Local versions kept before they all start again under a new epoch.
 MAX_LOCAL_SCOPES: Final = 1_000_000
 
@@ -87,7 +90,9 @@ class LocalVersions:
 
     def of(self, scopes: Sequence[str]) -> Stamp:
         versions = self._versions
-        return (self._epoch, *(versions.get(scope, 0) for scope in scopes))
+        if len(scopes) == 1:  # the usual case, without a generator
+            return (self._epoch, versions.get(scopes[0], 0))
+        return (self._epoch, *[versions.get(scope, 0) for scope in scopes])
 
     def move(self, scopes: Collection[str]) -> None:
         if len(self._versions) + len(scopes) > MAX_LOCAL_SCOPES:
@@ -120,6 +125,10 @@ class ProcessPresence:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, self._COUNTER_LOCK)
         self._stretch = 0
         self._pid = os.getpid()
+        self._alone_until = 0.0
+        # No write of this process can commit before the others' current findings that
+        # they are alone have lapsed (see `stretch`).
+        time.sleep(ALONE_FOR_SECONDS)
 
     def _read_arrivals(self) -> int:
         data = os.pread(self._fd, self._COUNTER.size, self._COUNTER_OFFSET)
@@ -127,7 +136,17 @@ class ProcessPresence:
 
     def stretch(self) -> int | None:
         """None while another process has the database open; else a number that changes
-        whenever one has had it open since the last call."""
+        whenever one has had it open since the last look.
+
+        A finding that the process is alone holds for ALONE_FOR_SECONDS without looking
+        again: a process that arrives after it waits that long after counting itself in,
+        before it can change anything, so nothing it writes can commit while the finding
+        holds.
+        """
+        # Read before the look: a process that arrives after it arrives after this moment.
+        now = time.monotonic()
+        if now < self._alone_until:
+            return self._stretch
         try:
             fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._BYTE)
         except OSError:
@@ -140,6 +159,7 @@ class ProcessPresence:
         if arrivals != self._arrivals:
             self._arrivals = arrivals
             self._stretch += 1
+        self._alone_until = now + ALONE_FOR_SECONDS
         return self._stretch
 
     @property

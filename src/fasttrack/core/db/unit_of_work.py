@@ -120,7 +120,7 @@ class UnitOfWork:
         self._holds_turn = False
         self.effects = Effects()
         self._prepared: set[str] = set()
-        self._due = Effects()
+        self._due: Effects | None = None
 
     @property
     def may_wait(self) -> bool:
@@ -196,13 +196,17 @@ class UnitOfWork:
 
     def committed(self) -> None:
         self.check_prepared()
+        if self._due is None:
+            self._due = Effects()
         self._due.take(self.effects)
         self.effects = Effects()
         self._prepared = set()
 
     def rolled_back(self) -> None:
-        self.effects = Effects()
-        self._prepared = set()
+        if self.effects:
+            self.effects = Effects()
+        if self._prepared:
+            self._prepared = set()
 
     async def _take_turn(self) -> None:
         try:
@@ -252,7 +256,9 @@ class UnitOfWork:
     async def end(self) -> list[Job]:
         """Close, then publish what the commits made due; the jobs to run after."""
         await self.close()
-        due, self._due = self._due, Effects()
+        due, self._due = self._due, None
+        if not due:
+            return []
         if due.scopes or due.events:
             await self._publisher.publish(due)
         return [logged(name, job) for name, job in due.jobs]
