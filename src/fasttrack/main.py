@@ -49,6 +49,8 @@ from fasttrack.users.router import router as users_router
 
 API_PREFIX: Final = "/api/v1"
 PURGE_INTERVAL_SECONDS: Final = 3600.0
+# How long a stop signal waits for the open WebSockets to close with 1001.
+SOCKETS_CLOSE_SECONDS: Final = 10.0
 # Entries of each exact cache (principals, project summaries, tasks; pages of tasks a
 # tenth of it): a few MiB when full.
 CACHE_ENTRIES: Final = 10_000
@@ -102,23 +104,44 @@ async def _purge_periodically(database: Database) -> None:
 def _sockets_go_away_on_signals(hub: Hub) -> Iterator[None]:
     """Close every WebSocket with 1001 as soon as the process is told to stop.
 
-    Uvicorn closes open WebSockets itself (with 1012) before the application's shutdown
-    runs, so the hub closes them first, from the signal, and then hands the signal on.
+    Uvicorn closes open WebSockets itself (with 1012) as soon as it hears the signal, so
+    the hub closes them first and hands the signal on only once they are closed (or
+    SOCKETS_CLOSE_SECONDS have passed).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
+    closing: set[asyncio.Task[None]] = set()
 
-    def handle(signum: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(hub.close_all, CloseCode.GOING_AWAY, "Server shutting down")
+    def hand_on(signum: int, frame: FrameType | None) -> None:
         handler = previous[signum]
         if callable(handler):
             handler(signum, frame)
         else:
             signal.signal(signum, handler)
             signal.raise_signal(signum)
+
+    async def close_then_hand_on(signum: int, frame: FrameType | None) -> None:
+        try:
+            hub.close_all(CloseCode.GOING_AWAY, "Server shutting down")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SOCKETS_CLOSE_SECONDS):
+                    await hub.all_closed()
+        finally:
+            hand_on(signum, frame)
+
+    def start_closing(signum: int, frame: FrameType | None) -> None:
+        task = loop.create_task(close_then_hand_on(signum, frame))
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if closing:  # a second signal: stop at once
+            hand_on(signum, frame)
+            return
+        loop.call_soon_threadsafe(start_closing, signum, frame)
 
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         previous[stop_signal] = signal.signal(stop_signal, handle)

@@ -97,6 +97,8 @@ class Hub:
         self._caches = caches
         self._observer = observer or NullObserver()
         self._connections: defaultdict[int, set[Connection]] = defaultdict(set)
+        self._none_open = asyncio.Event()
+        self._none_open.set()
 
     async def start(self) -> None:
         await self._broker.start(self._on_event)
@@ -115,6 +117,7 @@ class Hub:
 
     def register(self, connection: Connection) -> None:
         self._connections[connection.user_id].add(connection)
+        self._none_open.clear()
         self._observer.connection_opened()
 
     def unregister(self, connection: Connection) -> None:
@@ -124,6 +127,8 @@ class Hub:
         connections.discard(connection)
         if not connections:
             del self._connections[connection.user_id]
+            if not self._connections:
+                self._none_open.set()
         self._observer.connection_closed()
 
     def delivered(self) -> None:
@@ -133,6 +138,10 @@ class Hub:
         for connections in list(self._connections.values()):
             for connection in list(connections):
                 connection.close(code, reason)
+
+    async def all_closed(self) -> None:
+        """Wait until no socket of this process is open."""
+        await self._none_open.wait()
 
     async def prepare(self, scopes: Collection[str]) -> None:
         """Before a change to `scopes` commits: no process caches them until it is done."""
