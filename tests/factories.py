@@ -24,7 +24,7 @@ from fasttrack.comments.models import Comment
 from fasttrack.core.cache import ValidatedCache, project_scope, project_tasks_scope
 from fasttrack.core.db import UnitOfWork, commit, effects_of, execute
 from fasttrack.notifications.email import EmailSender
-from fasttrack.projects.models import Project, ProjectStatus
+from fasttrack.projects.models import MemberRole, Project, ProjectMember, ProjectStatus
 from fasttrack.tasks.models import Priority, Task, TaskStatus
 from fasttrack.users.models import Role, User, UserRead
 
@@ -81,7 +81,26 @@ async def make_project(
     )
     session.add(project)
     await session.commit()
+    assert project.id is not None
+    await make_member(session, project=project, user=owner, role=MemberRole.owner)
     return project
+
+
+async def make_member(
+    session: AsyncSession, *, project: Project, user: User, role: MemberRole = MemberRole.editor
+) -> ProjectMember:
+    """`user` a member of `project` in `role` (as the API's "add member" would make it)."""
+    assert project.id is not None
+    assert user.id is not None
+    member = ProjectMember(project_id=project.id, user_id=user.id, role=role)
+    session.add(member)
+    await session.commit()
+    return member
+
+
+async def _is_member(session: AsyncSession, project: Project, user: User) -> bool:
+    found = await session.get(ProjectMember, (project.id, user.id))
+    return found is not None
 
 
 async def make_task(
@@ -95,6 +114,9 @@ async def make_task(
     description: str | None = None,
 ) -> Task:
     assert project.id is not None
+    if assignee is not None and not await _is_member(session, project, assignee):
+        # An assignee is a member: the one who would have no other role is a viewer.
+        await make_member(session, project=project, user=assignee, role=MemberRole.viewer)
     task = Task(
         project_id=project.id,
         title=title or f"Task {next(_sequence)}",

@@ -8,8 +8,9 @@ from fasttrack.comments.models import CommentCreate
 from fasttrack.core.db import Database
 from fasttrack.core.security import PasswordHasher
 from fasttrack.notifications.email import EmailSender
+from fasttrack.projects import members
 from fasttrack.projects import service as project_service
-from fasttrack.projects.models import ProjectCreate, ProjectSummary
+from fasttrack.projects.models import MemberAdd, MemberRole, ProjectCreate, ProjectSummary
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.models import Priority, TaskCreate, TaskStatus, TaskUpdate
 from fasttrack.users import service as user_service
@@ -67,6 +68,10 @@ async def seed(database: Database, hasher: PasswordHasher, mailer: EmailSender) 
             session, ProjectCreate(name="Team offsite", description=None), owner=owner
         )
         project = ProjectSummary.model_validate(launch, from_attributes=True)
+        for index in sorted({task[2] for task in DEMO_TASKS if task[2] is not None}):
+            if users[index].id != owner.id:
+                member = MemberAdd(user_id=users[index].id, role=MemberRole.editor)
+                await members.add(session, project.id, member, actor=owner)
         for title, priority, assignee, status in DEMO_TASKS:
             task_body = TaskCreate(
                 title=title,

@@ -51,7 +51,7 @@ API_PREFIX: Final = "/api/v1"
 PURGE_INTERVAL_SECONDS: Final = 3600.0
 # How long a stop signal waits for the open WebSockets to close with 1001.
 SOCKETS_CLOSE_SECONDS: Final = 10.0
-# Entries of each exact cache (principals, project summaries, tasks; pages of tasks a
+# Entries of each validated cache (principals, project access, tasks; pages of tasks a
 # tenth of it): a few MiB when full.
 CACHE_ENTRIES: Final = 10_000
 # Operations and docs are never rate-limited (SPEC §5).
@@ -206,7 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.caches = caches = Caches(freshness, ttl=settings.cache_ttl)
     app.state.principals = caches.new(max_entries=CACHE_ENTRIES)
-    app.state.project_summaries = caches.new(max_entries=CACHE_ENTRIES)
+    app.state.project_access = caches.new(max_entries=CACHE_ENTRIES)
     app.state.task_cache = caches.new(max_entries=CACHE_ENTRIES)
     # A page holds up to 100 tasks.
     app.state.task_pages = caches.new(max_entries=CACHE_ENTRIES // 10)

@@ -3,8 +3,17 @@
 from fasttrack.auth.models import AuthSession, RevokedToken
 from fasttrack.comments.models import Comment
 from fasttrack.notifications.models import Notification
-from fasttrack.projects.models import Project
+from fasttrack.projects.models import Project, ProjectMember
 from fasttrack.tasks.models import Task
 from fasttrack.users.models import User
 
-__all__ = ["AuthSession", "Comment", "Notification", "Project", "RevokedToken", "Task", "User"]
+__all__ = [
+    "AuthSession",
+    "Comment",
+    "Notification",
+    "Project",
+    "ProjectMember",
+    "RevokedToken",
+    "Task",
+    "User",
+]

@@ -9,6 +9,8 @@ from fasttrack.comments.models import Comment, CommentCreate, CommentRead
 from fasttrack.core.db import InsertReturning, columns_of, commit, execute, table_of
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.notifications import service as notification_service
+from fasttrack.projects import access as project_access
+from fasttrack.projects.access import Action
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
 from fasttrack.tasks.models import TaskView
@@ -20,18 +22,15 @@ _COLUMNS: Final = columns_of(Comment, CommentRead)
 _COMMENTS: Final = sa.select(*_COLUMNS)
 _INSERT: Final = InsertReturning(Comment, returning=_COLUMNS)
 # A comment exists for whoever may see its task.
-_VISIBLE: Final = (
-    _COMMENTS.join(task_service.TASK, task_service.TASK.c.id == COMMENT.c.task_id)
-    .join(task_service.PROJECT, task_service.PROJECT.c.id == task_service.TASK.c.project_id)
-    .where(COMMENT.c.id == sa.bindparam("comment_id"), task_service.VISIBLE_TO_VIEWER)
-)
-# The task a comment goes on and who may see it, locked until the comment commits
-# (PostgreSQL; on SQLite the writer holds the database from this read on).
+_VISIBLE: Final = _COMMENTS.join(
+    task_service.TASK, task_service.TASK.c.id == COMMENT.c.task_id
+).where(COMMENT.c.id == sa.bindparam("comment_id"), task_service.VISIBLE_TO_VIEWER)
+# The task a comment goes on, locked until the comment commits (PostgreSQL; on SQLite
+# the writer holds the database from the first statement on).
 _LOCKED_TASK: Final = (
-    sa.select(task_service.TASK.c.assignee_id, task_service.PROJECT.c.owner_id)
-    .join(task_service.PROJECT, task_service.PROJECT.c.id == task_service.TASK.c.project_id)
+    sa.select(task_service.TASK.c.assignee_id)
     .where(task_service.TASK.c.id == sa.bindparam("task_id"))
-    .with_for_update(of=task_service.TASK)
+    .with_for_update()
 )
 _TASK_COMMENTS: Final = KeysetList(
     _COMMENTS.where(COMMENT.c.task_id == sa.bindparam("task_id")),
@@ -44,24 +43,25 @@ _TASK_COMMENTS: Final = KeysetList(
 async def create(
     session: AsyncSession, task: TaskView, body: CommentCreate, *, author: UserRead
 ) -> CommentRead:
-    """Add a comment; the project owner and the assignee are notified in the same commit.
+    """Add a comment (any member, or an admin); the project owner and the assignee are
+    notified in the same commit.
 
-    Who may comment is decided on the task as it stands under the write's lock (a task
-    reassigned since the request loaded it is no longer the former assignee's: 404).
+    Who may comment is decided under the lock of the project's row (a member removed
+    since the request loaded the task gets 404), on the task as it stands then.
     """
+    access = await project_access.lock_access(session, task.project_id, author)
+    access.require(Action.comment)
     locked = (await execute(session, _LOCKED_TASK, {"task_id": task.id})).first()
     if locked is None:
         raise TaskNotFound()
-    assignee_id, owner_id = locked.assignee_id, locked.owner_id
-    if not (author.role is Role.admin or author.id in (owner_id, assignee_id)):
-        raise TaskNotFound()
+    recipients = [access.project.owner_id, locked.assignee_id]
     row = await _INSERT(session, **body.model_dump(), task_id=task.id, author_id=author.id)
     comment = CommentRead.model_validate(row)
     await notification_service.comment_added(
         session,
         task_id=task.id,
         comment_id=comment.id,
-        recipients=[owner_id, assignee_id],
+        recipients=recipients,
         actor=author,
     )
     await commit(session)

@@ -44,6 +44,11 @@ def project_scope(project_id: int) -> str:
     return f"project:{project_id}"
 
 
+def project_members_scope(project_id: int) -> str:
+    """Who is a member of a project, and in which role."""
+    return f"project-members:{project_id}"
+
+
 def project_tasks_scope(project_id: int) -> str:
     """The tasks of a project, and so its counts."""
     return f"project-tasks:{project_id}"

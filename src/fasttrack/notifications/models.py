@@ -15,6 +15,8 @@ class NotificationType(StrEnum):
     task_assigned = "task_assigned"
     status_changed = "status_changed"
     comment_added = "comment_added"
+    member_added = "member_added"
+    member_removed = "member_removed"
 
 
 class Notification(SQLModel, table=True):

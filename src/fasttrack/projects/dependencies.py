@@ -1,5 +1,7 @@
-"""Loaders for project routes."""
+"""Loaders for project routes: the project as the caller may use it (404 if they may
+not see it at all, 403 if their role does not allow what the route does)."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends
@@ -7,16 +9,17 @@ from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.db import IdPath, SessionDep, UnitOfWorkDep
+from fasttrack.projects import access as project_access
 from fasttrack.projects import service as project_service
+from fasttrack.projects.access import Action, ProjectAccess
 from fasttrack.projects.exceptions import ProjectNotFound
-from fasttrack.projects.models import ProjectRead, ProjectSummary
+from fasttrack.projects.models import ProjectRead
 
 
 async def get_visible_project(
     project_id: IdPath, user: CurrentUser, session: SessionDep
 ) -> ProjectRead:
-    # Only the owner and admins see a project; for anyone else it does not exist (404),
-    # assignees of its tasks included.
+    # Members and admins see a project; for anyone else it does not exist (404).
     project = await project_service.get_visible(session, project_id, viewer=user)
     if project is None:
         raise ProjectNotFound()
@@ -26,16 +29,29 @@ async def get_visible_project(
 VisibleProject = Annotated[ProjectRead, Depends(get_visible_project)]
 
 
-async def get_visible_project_summary(
+async def get_access(
     project_id: IdPath, user: CurrentUser, work: UnitOfWorkDep, connection: HTTPConnection
-) -> ProjectSummary:
-    # The same rule as VisibleProject, for the routes of a project's tasks.
-    summary = await project_service.get_visible_summary(
-        work, project_id, viewer=user, cache=connection.app.state.project_summaries
+) -> ProjectAccess:
+    access = await project_access.get_access(
+        work, project_id, user, cache=connection.app.state.project_access
     )
-    if summary is None:
+    if access is None:
         raise ProjectNotFound()
-    return summary
+    return access
 
 
-VisibleProjectSummary = Annotated[ProjectSummary, Depends(get_visible_project_summary)]
+ProjectAccessDep = Annotated[ProjectAccess, Depends(get_access)]
+
+
+def allowing(action: Action) -> Callable[[ProjectAccess], Awaitable[ProjectAccess]]:
+    """The caller's access, if their role allows `action` (403 otherwise)."""
+
+    async def require(access: ProjectAccessDep) -> ProjectAccess:
+        access.require(action)
+        return access
+
+    return require
+
+
+EditableProject = Annotated[ProjectAccess, Depends(allowing(Action.edit))]
+ManagedProject = Annotated[ProjectAccess, Depends(allowing(Action.manage))]

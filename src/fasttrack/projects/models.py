@@ -2,15 +2,24 @@
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, StringConstraints, computed_field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StrictInt,
+    StringConstraints,
+    computed_field,
+    model_validator,
+)
 from sqlalchemy import Index
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 
-from fasttrack.core.db import NEVER_REUSE_IDS, UTCDateTime, enum_type, utcnow
-from fasttrack.core.inputs import NO_NUL, StrippedText
+from fasttrack.core.db import MAX_ID, NEVER_REUSE_IDS, UTCDateTime, enum_type, utcnow
+from fasttrack.core.inputs import NO_NUL, StrippedText, whole_number
+from fasttrack.users.models import Email
 
 ProjectName = Annotated[str, StrippedText(max_length=200)]
 ProjectDescription = Annotated[str, StringConstraints(max_length=5000), NO_NUL]
@@ -102,3 +111,64 @@ class ProjectRead(BaseModel):
             done=self.done_count,
             total=self.todo_count + self.in_progress_count + self.done_count,
         )
+
+
+UserId = Annotated[StrictInt, Field(ge=1, le=MAX_ID), BeforeValidator(whole_number)]
+
+
+class MemberRole(StrEnum):
+    owner = "owner"
+    editor = "editor"
+    viewer = "viewer"
+
+
+# The roles a member can be given or changed to; `owner` only by a transfer.
+AssignableRole = Literal[MemberRole.editor, MemberRole.viewer]
+
+
+class ProjectMember(SQLModel, table=True):
+    __tablename__ = "project_member"
+    # The projects of a user, in id order (GET /projects?role=, visibility of lists).
+    __table_args__ = (Index("ix_project_member_user_id_project_id", "user_id", "project_id"),)
+
+    project_id: int = Field(foreign_key="project.id", primary_key=True, ondelete="CASCADE")
+    user_id: int = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    role: MemberRole = Field(sa_type=enum_type(MemberRole))
+    added_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class MemberAdd(BaseModel):
+    """Exactly one of `user_id` and `email` (any letter case) names the user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId | None = None
+    email: Email | None = None
+    role: AssignableRole = MemberRole.editor
+
+    @model_validator(mode="after")
+    def _exactly_one_user(self) -> Self:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give exactly one of user_id and email")
+        return self
+
+
+class MemberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: AssignableRole
+
+
+class Transfer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+
+
+class MemberRead(BaseModel):
+    user_id: int
+    project_id: int
+    role: MemberRole
+    email: str
+    display_name: str
+    added_at: datetime

@@ -1,49 +1,52 @@
-"""Projects: visibility, CRUD with optimistic concurrency, and the lock of a project's row."""
+"""Projects: visibility by membership, CRUD with optimistic concurrency (SPEC §5, §11)."""
 
-from typing import Final, NamedTuple
+from typing import Final
 
 import sqlalchemy as sa
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.core.cache import ValidatedCache, project_scope, project_tasks_scope
-from fasttrack.core.db import UnitOfWork, columns_of, commit, effects_of, execute, table_of, utcnow
+from fasttrack.core.cache import project_members_scope, project_scope, project_tasks_scope
+from fasttrack.core.db import columns_of, commit, effects_of, execute, utcnow
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.core.versioning import IfMatch, save_versioned
+from fasttrack.projects import members
+from fasttrack.projects.access import MEMBER, PROJECT, Action, lock_access
 from fasttrack.projects.exceptions import ProjectNotFound
 from fasttrack.projects.models import (
+    MemberRole,
     Project,
     ProjectCreate,
     ProjectRead,
     ProjectStatus,
-    ProjectSummary,
     ProjectUpdate,
 )
 from fasttrack.users import service as user_service
 from fasttrack.users.models import Role, UserRead
 
-PROJECT: Final = table_of(Project)
 _PROJECTS: Final = sa.select(*columns_of(Project, ProjectRead))
-# Only the owner and admins see a project; for anyone else it does not exist.
+# A project exists for its members and for admins; for anyone else it does not.
+IS_MEMBER: Final = (
+    sa.select(MEMBER.c.role)
+    .where(MEMBER.c.project_id == PROJECT.c.id, MEMBER.c.user_id == user_service.VIEWER_ID)
+    .exists()
+)
 _VISIBLE: Final = _PROJECTS.where(
-    PROJECT.c.id == sa.bindparam("project_id"),
-    sa.or_(user_service.VIEWER_IS_ADMIN, PROJECT.c.owner_id == user_service.VIEWER_ID),
+    PROJECT.c.id == sa.bindparam("project_id"), sa.or_(user_service.VIEWER_IS_ADMIN, IS_MEMBER)
 )
-_SUMMARY: Final = sa.select(*columns_of(Project, ProjectSummary)).where(
-    PROJECT.c.id == sa.bindparam("project_id")
+# An admin lists every project; anyone else the projects they are a member of, by role.
+_ALL: Final = KeysetList(
+    _PROJECTS, ProjectRead, key=PROJECT.c.id, descending=True, filters={"status": PROJECT.c.status}
 )
-# An admin lists every project: the owner filter is then left out of the query.
-_LIST: Final = KeysetList(
-    _PROJECTS,
+_MINE: Final = KeysetList(
+    _PROJECTS.join(MEMBER, MEMBER.c.project_id == PROJECT.c.id).where(
+        MEMBER.c.user_id == sa.bindparam("user_id")
+    ),
     ProjectRead,
     key=PROJECT.c.id,
     descending=True,
-    filters={"owner_id": PROJECT.c.owner_id, "status": PROJECT.c.status},
+    filters={"status": PROJECT.c.status, "role": MEMBER.c.role},
 )
-
-# Summaries by project id, exact (see core.cache): a change to the project's own fields
-# invalidates its scope. Task changes do not: the counts are not part of a summary.
-SummaryCache = ValidatedCache[int, ProjectSummary]
 
 
 async def get_visible(
@@ -54,49 +57,44 @@ async def get_visible(
     return None if row is None else ProjectRead.model_validate(row)
 
 
-async def get_visible_summary(
-    work: UnitOfWork, project_id: int, *, viewer: UserRead, cache: SummaryCache
-) -> ProjectSummary | None:
-    """The summary of a project the viewer may see (its owner or an admin), or None."""
-
-    async def read() -> ProjectSummary | None:
-        session = await work.session()
-        parameters = {"project_id": project_id}
-        row = (await execute(session, _SUMMARY, parameters)).mappings().first()
-        return None if row is None else ProjectSummary.model_validate(row)
-
-    summary = await cache.get_or_read(
-        project_id, read, scopes=[project_scope(project_id)], may_wait=work.may_wait
-    )
-    if summary is None or not (viewer.role is Role.admin or summary.owner_id == viewer.id):
-        return None
-    return summary
-
-
 async def list_projects(
     session: AsyncSession,
     params: CursorParams,
     *,
     viewer: UserRead,
     status: ProjectStatus | None = None,
+    role: MemberRole | None = None,
 ) -> PageResult[ProjectRead]:
-    owner_id = None if viewer.role is Role.admin else viewer.id
-    return await _LIST.page(session, params, owner_id=owner_id, status=status)
+    """The viewer's projects, newest first; an admin's are all of them unless `role`
+    asks for the ones they are a member of in that role."""
+    if viewer.role is Role.admin and role is None:
+        return await _ALL.page(session, params, status=status)
+    return await _MINE.page(session, params, user_id=viewer.id, status=status, role=role)
 
 
 async def create(session: AsyncSession, body: ProjectCreate, *, owner: UserRead) -> Project:
+    """A project, and its owner's membership, in one transaction."""
     project = Project.model_validate(body, update={"owner_id": owner.id})
     session.add(project)
+    await session.flush()
+    assert project.id is not None
+    await members.add_owner(session, project.id, owner.id)
     await commit(session)
     return project
 
 
 async def update(
-    session: AsyncSession, project_id: int, changes: ProjectUpdate, *, if_match: IfMatch | None
+    session: AsyncSession,
+    project_id: int,
+    changes: ProjectUpdate,
+    *,
+    actor: UserRead,
+    if_match: IfMatch | None,
 ) -> Project:
-    """Apply a PATCH; 412 if `if_match` no longer matches. An empty change is a no-op."""
+    """Apply a PATCH (the owner or an admin, as the locked row says); 412 if `if_match`
+    no longer matches. An empty change is a no-op."""
     requested = changes.model_dump(exclude_unset=True)
-
+    (await lock_access(session, project_id, actor)).require(Action.manage)
     effects_of(session).invalidate(project_scope(project_id))
 
     async def apply(project: Project) -> None:
@@ -113,38 +111,14 @@ async def update(
     )
 
 
-async def delete(session: AsyncSession, project_id: int) -> None:
-    """Delete a project; the database cascades to its tasks and their comments."""
-    effects_of(session).invalidate(project_scope(project_id), project_tasks_scope(project_id))
+async def delete(session: AsyncSession, project_id: int, *, actor: UserRead) -> None:
+    """Delete a project (the owner or an admin, as the locked row says); the database
+    cascades to its members, tasks and their comments."""
+    (await lock_access(session, project_id, actor)).require(Action.manage)
+    effects_of(session).invalidate(
+        project_scope(project_id),
+        project_members_scope(project_id),
+        project_tasks_scope(project_id),
+    )
     await session.exec(sa.delete(Project).where(col(Project.id) == project_id))
     await commit(session)
-
-
-class LockedProject(NamedTuple):
-    name: str
-    owner_id: int
-
-
-async def lock(session: AsyncSession, project_id: int) -> LockedProject | None:
-    """Lock a project's row for the rest of the transaction; its name and owner as they
-    stand under the lock, or None if it is gone.
-
-    Every change to a project's tasks locks this row before its task's (PostgreSQL; on
-    SQLite the writer holds the whole database; a new task's INSERT takes it in its own
-    statement, through its foreign key and the counts trigger). Why first:
-
-    - the counts trigger updates this row in the task change's transaction anyway, and a
-      change that held its task row while waiting for the project's could deadlock with
-      a project deletion, which holds the project row while cascading to the tasks;
-    - the rules of the change are decided on it: who manages the project's tasks (its
-      owner) and whether it still exists are read under the lock, so the write cannot
-      act on a project that changed or went away since the request's loaders read it.
-    """
-    # FOR NO KEY UPDATE: new tasks may still reference the row (their foreign key check).
-    locked = (
-        sa.select(PROJECT.c.name, PROJECT.c.owner_id)
-        .where(PROJECT.c.id == project_id)
-        .with_for_update(key_share=True)
-    )
-    row = (await execute(session, locked)).first()
-    return None if row is None else LockedProject(name=row.name, owner_id=row.owner_id)

@@ -9,7 +9,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.db import commit
-from fasttrack.projects import service as project_service
+from fasttrack.projects import access as project_access
 from fasttrack.projects.models import Project
 from fasttrack.tasks.models import Task, TaskStatus
 
@@ -52,7 +52,7 @@ async def recount(session: AsyncSession, project_id: int) -> None:
     """Store a project's task counts, counted from its tasks. Flushes only."""
     # Locked first: the UPDATE below then counts from a snapshot in which no task change
     # of this project is still in flight, as each of those holds the row until it commits.
-    if await project_service.lock(session, project_id) is None:
+    if not await project_access.lock(session, project_id):
         return
     counts = {
         column: select(sa.func.count())

@@ -1,4 +1,4 @@
-"""Loaders for task routes: visible to the caller (404 otherwise), managed by them (403)."""
+"""Loaders for task routes: visible to the caller (404 otherwise), editable by them (403)."""
 
 from typing import Annotated
 
@@ -7,36 +7,54 @@ from starlette.requests import HTTPConnection
 
 from fasttrack.auth.dependencies import CurrentUser
 from fasttrack.core.db import MAX_ID, IdPath, UnitOfWorkDep
-from fasttrack.core.errors import Forbidden
+from fasttrack.projects.access import Action
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.exceptions import TaskNotFound
 from fasttrack.tasks.models import Priority, TaskStatus, TaskView
-from fasttrack.tasks.service import TaskFilters
+from fasttrack.tasks.service import TaskFilters, TaskInProject
 
 
-async def get_visible_task(
+async def get_task_in_project(
     task_id: IdPath, user: CurrentUser, work: UnitOfWorkDep, connection: HTTPConnection
-) -> TaskView:
+) -> TaskInProject:
     # Missing and invisible look the same (404): nothing leaks about other people's projects.
-    task = await task_service.get_visible(
-        work, task_id, viewer=user, cache=connection.app.state.task_cache
+    state = connection.app.state
+    found = await task_service.get_visible(
+        work, task_id, viewer=user, cache=state.task_cache, access_cache=state.project_access
     )
-    if task is None:
+    if found is None:
         raise TaskNotFound()
-    return task
+    return found
+
+
+TaskInProjectDep = Annotated[TaskInProject, Depends(get_task_in_project)]
+
+
+async def get_visible_task(found: TaskInProjectDep) -> TaskView:
+    return found.task
 
 
 VisibleTask = Annotated[TaskView, Depends(get_visible_task)]
 
 
-async def get_managed_task(task: VisibleTask, user: CurrentUser) -> TaskView:
+async def get_editable_task(found: TaskInProjectDep) -> TaskView:
     # Only reached for a task the caller can see, so refusing here is a 403.
-    if not task_service.can_manage(task, user):
-        raise Forbidden("Only the project owner or an admin may do this")
-    return task
+    found.access.require(Action.edit)
+    return found.task
 
 
-ManagedTask = Annotated[TaskView, Depends(get_managed_task)]
+EditableTask = Annotated[TaskView, Depends(get_editable_task)]
+
+
+async def get_changeable_task(found: TaskInProjectDep, user: CurrentUser) -> TaskView:
+    # Viewers may change only the status of a task assigned to them (the service checks
+    # the fields, and everything again on the locked rows).
+    if not found.access.allows(Action.edit) and found.task.assignee_id != user.id:
+        found.access.require(Action.edit)
+    return found.task
+
+
+ChangeableTask = Annotated[TaskView, Depends(get_changeable_task)]
 
 
 async def get_task_filters(

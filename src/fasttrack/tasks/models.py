@@ -94,4 +94,3 @@ class TaskView(TaskRead):
     the ETag need besides."""
 
     version: int = Field(exclude=True)
-    project_owner_id: int = Field(exclude=True)

@@ -23,9 +23,10 @@ from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.email import EmailSender, assignment_email
-from fasttrack.projects import service as project_service
+from fasttrack.projects import access as project_access
+from fasttrack.projects.access import ALLOWED, DENIED, MEMBER, Action, ProjectAccess
 from fasttrack.projects.exceptions import ProjectNotFound
-from fasttrack.projects.models import Project, ProjectSummary
+from fasttrack.projects.models import ProjectSummary
 from fasttrack.tasks.exceptions import InvalidAssignee, InvalidTransition, TaskNotFound
 from fasttrack.tasks.models import (
     Priority,
@@ -37,7 +38,9 @@ from fasttrack.tasks.models import (
     TaskView,
 )
 from fasttrack.users import service as user_service
-from fasttrack.users.models import Role, UserRead
+from fasttrack.users.models import Role, User, UserRead
+
+USER: Final = table_of(User)
 
 ALLOWED_MOVES: Final = frozenset(
     {
@@ -48,22 +51,47 @@ ALLOWED_MOVES: Final = frozenset(
     }
 )
 ASSIGNEE_FIELDS: Final = frozenset({"status"})
+ALLOWED_TO_EDIT: Final = [role for role, actions in ALLOWED.items() if Action.edit in actions]
 
 TASK: Final = table_of(Task)
-PROJECT: Final = table_of(Project)
-# On (task JOIN project): the tasks the caller may see, those of projects they own and
-# those assigned to them, or all of them for an admin.
+# The tasks the caller may see: those of the projects they are a member of, or all of
+# them for an admin.
 VISIBLE_TO_VIEWER: Final = sa.or_(
     user_service.VIEWER_IS_ADMIN,
-    PROJECT.c.owner_id == user_service.VIEWER_ID,
-    TASK.c.assignee_id == user_service.VIEWER_ID,
+    sa.select(MEMBER.c.role)
+    .where(MEMBER.c.project_id == TASK.c.project_id, MEMBER.c.user_id == user_service.VIEWER_ID)
+    .exists(),
 )
 _VIEW_COLUMNS: Final = columns_of(Task, TaskView)
-_INSERT: Final = InsertReturning(Task, returning=_VIEW_COLUMNS)
-_TASK: Final = (
-    sa.select(*_VIEW_COLUMNS, PROJECT.c.owner_id.label("project_owner_id"))
-    .join(PROJECT, PROJECT.c.id == TASK.c.project_id)
-    .where(TASK.c.id == sa.bindparam("task_id"))
+# A task goes in only if its creator may edit the project's tasks, decided in the INSERT.
+_MAY_EDIT: Final = sa.or_(
+    sa.bindparam("actor_is_admin", type_=sa.Boolean),
+    sa.select(MEMBER.c.role)
+    .where(
+        MEMBER.c.project_id == sa.bindparam("project_id"),
+        MEMBER.c.user_id == sa.bindparam("actor_id"),
+        MEMBER.c.role.in_([role.value for role in ALLOWED_TO_EDIT]),
+    )
+    .exists(),
+)
+_INSERT: Final = InsertReturning(Task, returning=_VIEW_COLUMNS, where=_MAY_EDIT)
+_TASK: Final = sa.select(*_VIEW_COLUMNS).where(TASK.c.id == sa.bindparam("task_id"))
+_IS_ACTIVE_MEMBER: Final = (
+    sa.select(
+        USER.c.id,
+        USER.c.email,
+        USER.c.display_name,
+        USER.c.role,
+        USER.c.is_active,
+        USER.c.created_at,
+        USER.c.updated_at,
+    )
+    .join(MEMBER, MEMBER.c.user_id == USER.c.id)
+    .where(
+        MEMBER.c.project_id == sa.bindparam("project_id"),
+        USER.c.id == sa.bindparam("user_id"),
+        USER.c.is_active.is_(True),
+    )
 )
 _TASKS: Final = sa.select(*columns_of(Task, TaskRead))
 _FILTERS: Final = {
@@ -99,17 +127,25 @@ class TaskFilters:
     assignee_id: int | None = None
 
 
-def can_see(task: TaskView, viewer: UserRead) -> bool:
-    return viewer.role is Role.admin or viewer.id in (task.project_owner_id, task.assignee_id)
+@dataclass(frozen=True, slots=True)
+class TaskInProject:
+    """A task, with what the caller may do in its project."""
 
-
-def can_manage(task: TaskView, user: UserRead) -> bool:
-    return user.role is Role.admin or task.project_owner_id == user.id
+    task: TaskView
+    access: ProjectAccess
 
 
 async def get_visible(
-    work: UnitOfWork, task_id: int, *, viewer: UserRead, cache: TaskCache
-) -> TaskView | None:
+    work: UnitOfWork,
+    task_id: int,
+    *,
+    viewer: UserRead,
+    cache: TaskCache,
+    access_cache: project_access.AccessCache,
+) -> TaskInProject | None:
+    """The task and the viewer's access to its project; None if either is not there
+    for them (a task of a project they are not a member of)."""
+
     async def read() -> TaskView | None:
         session = await work.session()
         row = (await execute(session, _TASK, {"task_id": task_id})).mappings().first()
@@ -121,7 +157,10 @@ async def get_visible(
         scopes=lambda found: [project_tasks_scope(found.project_id)],
         may_wait=work.may_wait,
     )
-    return task if task is not None and can_see(task, viewer) else None
+    if task is None:
+        return None
+    access = await project_access.get_access(work, task.project_id, viewer, cache=access_cache)
+    return None if access is None else TaskInProject(task, access)
 
 
 async def list_project_tasks(
@@ -152,13 +191,17 @@ async def list_assigned_tasks(
     return await _ASSIGNED_TASKS.page(session, params, user_id=user_id, **asdict(filters))
 
 
-async def _assignable_user(session: AsyncSession, user_id: int | None) -> UserRead | None:
+async def _assignable_user(
+    session: AsyncSession, project_id: int, user_id: int | None
+) -> UserRead | None:
+    """The new assignee: an active member of the project (422 otherwise)."""
     if user_id is None:
         return None
-    user = await user_service.get(session, user_id)
-    if user is None or not user.is_active:
+    parameters = {"project_id": project_id, "user_id": user_id}
+    row = (await execute(session, _IS_ACTIVE_MEMBER, parameters)).mappings().first()
+    if row is None:
         raise InvalidAssignee()
-    return user
+    return UserRead.model_validate(row)
 
 
 async def create(
@@ -169,23 +212,35 @@ async def create(
     actor: UserRead,
     mailer: EmailSender,
 ) -> TaskView:
-    """Insert a task, and notify its assignee in the same transaction. The project's
-    counts follow in that transaction too (a trigger of the task table). Without an
-    assignee the insert is the only statement."""
+    """Insert a task (an editor, the owner or an admin), and notify its assignee in the
+    same transaction. The project's counts follow in that transaction too (a trigger of
+    the task table). Without an assignee the insert is the only statement, and the role
+    is decided in it; with one, on the project's locked row."""
     work.effects.invalidate(project_tasks_scope(project.id))
     session = await work.session(single_statement=body.assignee_id is None)
-    assignee = await _assignable_user(session, body.assignee_id)
+    assignee = None
+    if body.assignee_id is not None:
+        (await project_access.lock_access(session, project.id, actor)).require(Action.edit)
+        assignee = await _assignable_user(session, project.id, body.assignee_id)
     completed_at = utcnow() if body.status is TaskStatus.done else None
+    condition = {"actor_id": actor.id, "actor_is_admin": actor.role is Role.admin}
     try:
-        row = await _INSERT(
-            session, **body.model_dump(), project_id=project.id, completed_at=completed_at
+        row = await _INSERT.where_allowed(
+            session,
+            condition,
+            **body.model_dump(),
+            project_id=project.id,
+            completed_at=completed_at,
         )
     except IntegrityError:
         # The project was deleted after this request loaded it; the foreign key refuses
         # the orphan. (Users are never deleted, only deactivated, so it is not the assignee.)
         await session.rollback()
         raise ProjectNotFound() from None
-    task = TaskView.model_validate({**row, "project_owner_id": project.owner_id})
+    if row is None:
+        # The creator's role changed, or they left, since the request loaded it.
+        raise Forbidden(DENIED[Action.edit])
+    task = TaskView.model_validate(row)
     await _assign(session, task, project.name, assignee, actor=actor, mailer=mailer)
     await work.commit()
     return task
@@ -239,26 +294,25 @@ async def update(
 ) -> TaskView:
     """Apply a PATCH under the workflow and field rules.
 
-    The owner and admins may change any field; an assignee only `status` (403 for any
-    other field sent). Both are decided on the project and task rows as they stand under
-    the write's locks: a task reassigned meanwhile is no longer the caller's (404). Status
-    moves follow ALLOWED_MOVES (409 otherwise, nothing changed); setting the current
-    status again is a no-op.
+    Editors, the owner and admins may change any field; any other member only the
+    `status` of a task assigned to them (403 otherwise). Both are decided on the project
+    and task rows as they stand under the write's locks: a member removed meanwhile gets
+    404, a task reassigned meanwhile is no longer theirs (403). Status moves follow
+    ALLOWED_MOVES (409 otherwise, nothing changed); setting the current status again is
+    a no-op.
     """
     requested = changes.model_dump(exclude_unset=True)
-    project = await project_service.lock(session, task.project_id)
-    if project is None:
-        raise TaskNotFound()
-    manages = actor.role is Role.admin or project.owner_id == actor.id
+    access = await project_access.lock_access(session, task.project_id, actor)
+    project = access.project
     effects_of(session).invalidate(project_tasks_scope(task.project_id))
 
     def authorize(row: Task) -> None:
-        if manages:
+        if access.allows(Action.edit):
             return
         if row.assignee_id != actor.id:
-            raise TaskNotFound()
+            raise Forbidden("Viewers may change only the status of a task assigned to them")
         if requested.keys() - ASSIGNEE_FIELDS:
-            raise Forbidden("An assignee may only change the status of a task")
+            raise Forbidden("An assignee who is a viewer may only change the status")
 
     async def apply(row: Task) -> None:
         changed = {name: value for name, value in requested.items() if getattr(row, name) != value}
@@ -266,7 +320,7 @@ async def update(
         if new_status is not None and (row.status, new_status) not in ALLOWED_MOVES:
             raise InvalidTransition(f"A task cannot move from {row.status} to {new_status}")
         assignee = (
-            await _assignable_user(session, changed["assignee_id"])
+            await _assignable_user(session, row.project_id, changed["assignee_id"])
             if "assignee_id" in changed
             else None
         )
@@ -293,16 +347,13 @@ async def update(
     row = await save_versioned(
         session, Task, task.id, if_match, apply, missing=TaskNotFound, authorize=authorize
     )
-    return TaskView.model_validate({**row.model_dump(), "project_owner_id": project.owner_id})
+    return TaskView.model_validate(row.model_dump())
 
 
 async def delete(session: AsyncSession, task: TaskView, *, actor: UserRead) -> None:
-    """Delete a task (its project's owner or an admin, as the locked project row says)."""
-    project = await project_service.lock(session, task.project_id)
-    if project is None:
-        raise TaskNotFound()
-    if not (actor.role is Role.admin or project.owner_id == actor.id):
-        raise Forbidden("Only the project owner or an admin may do this")
+    """Delete a task (an editor, the owner or an admin, as the locked project row says)."""
+    access = await project_access.lock_access(session, task.project_id, actor)
+    access.require(Action.edit)
     effects_of(session).invalidate(project_tasks_scope(task.project_id))
     await execute(session, sa.delete(TASK).where(TASK.c.id == task.id))
     await commit(session)

@@ -4,7 +4,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Column, CursorResult, Executable, RowMapping, Table, insert
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    CursorResult,
+    Executable,
+    RowMapping,
+    Table,
+    bindparam,
+    insert,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel
@@ -49,10 +59,25 @@ class InsertReturning:
     autoincrement key is left to the database.
     """
 
-    def __init__(self, model: type[SQLModel], *, returning: Sequence[Column[Any]]) -> None:
+    def __init__(
+        self,
+        model: type[SQLModel],
+        *,
+        returning: Sequence[Column[Any]],
+        where: ColumnElement[bool] | None = None,
+    ) -> None:
         table = table_of(model)
-        # Several rows go in one statement, and come back in the order they were given.
-        self._statement = insert(table).returning(*returning, sort_by_parameter_order=True)
+        if where is None:
+            # Several rows go in one statement, and come back in the order they were given.
+            self._statement = insert(table).returning(*returning, sort_by_parameter_order=True)
+        else:
+            # One row, inserted only if `where` holds, in the same statement: a rule
+            # decided where the row is written (`__call__` then finds no row).
+            names = [column.key for column in table.c if not column.primary_key]
+            values = select(*(bindparam(name, type_=table.c[name].type) for name in names))
+            self._statement = (
+                insert(table).from_select(names, values.where(where)).returning(*returning)
+            )
         self._defaults: dict[str, Any] = {}
         self._factories: dict[str, Callable[[], Any]] = {}
         for name, field in model.model_fields.items():
@@ -75,6 +100,14 @@ class InsertReturning:
     async def __call__(self, session: AsyncSession, **values: Any) -> RowMapping:
         result = await execute(session, self._statement, self._row(values))
         return result.mappings().one()
+
+    async def where_allowed(
+        self, session: AsyncSession, condition: Mapping[str, Any], **values: Any
+    ) -> RowMapping | None:
+        """Insert one row of `values` if the `where` condition holds with the parameters
+        `condition`; None if it did not."""
+        result = await execute(session, self._statement, {**self._row(values), **condition})
+        return result.mappings().first()
 
     async def many(
         self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]
