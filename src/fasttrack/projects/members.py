@@ -8,7 +8,6 @@ commits, and removal's unassigning of tasks cannot interleave with an assignment
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.cache import project_members_scope, project_scope, project_tasks_scope
@@ -135,16 +134,15 @@ async def add(
     user_id = found.scalar()
     if user_id is None:
         raise UnknownUser()
-    try:
-        async with session.begin_nested():
-            await execute(
-                session,
-                sa.insert(MEMBER).values(
-                    project_id=project_id, user_id=user_id, role=body.role, added_at=utcnow()
-                ),
-            )
-    except IntegrityError:
-        raise AlreadyAMember() from None
+    # Under the project's lock no other change of its members runs: checked, then added.
+    if await get_member(session, project_id, user_id) is not None:
+        raise AlreadyAMember()
+    await execute(
+        session,
+        sa.insert(MEMBER).values(
+            project_id=project_id, user_id=user_id, role=body.role, added_at=utcnow()
+        ),
+    )
     await notification_service.notify(
         session,
         [user_id],
