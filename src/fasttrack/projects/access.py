@@ -41,7 +41,7 @@ ALLOWED: Final = {
     MemberRole.owner: frozenset(Action),
 }
 DENIED: Final = {
-    Action.edit: "Viewers may not change this project's tasks or labels",
+    Action.edit: "Viewers may not create, change or delete this project's tasks",
     Action.manage: "Only the project's owner or an admin may do this",
 }
 
