@@ -54,17 +54,18 @@ async def _warm_task(
     assert task_id in app.state.task_cache
 
 
-async def _warm_summary(
-    client: AsyncClient, app: FastAPI, project_id: int, headers: dict[str, str]
+async def _warm_access(
+    client: AsyncClient, app: FastAPI, project_id: int, user: User, headers: dict[str, str]
 ) -> None:
-    """A project's task list loads the project's summary: both come from the caches next."""
+    """A project's task list loads the caller's access to the project: both come from the
+    caches next."""
     await _warm_principal(client, app, headers)
     path = f"/projects/{project_id}/tasks"
     assert (await client.get(path, headers=headers)).status_code == 200
     with counting_statements(app) as statements:
         assert (await client.get(path, headers=headers)).status_code == 200
     assert len(statements) == 0, statements.seen
-    assert project_id in app.state.project_summaries
+    assert (project_id, user.id) in app.state.project_access
     assert len(app.state.task_pages) > 0
 
 
@@ -233,10 +234,10 @@ async def _people_and_task(
 async def test_a_task_change_is_seen_by_the_next_read_of_a_cached_task(
     client: AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
-    headers, _, project_id, task_id = await _people_and_task(client, session)
+    headers, users, project_id, task_id = await _people_and_task(client, session)
     await _warm_task(client, app, task_id, headers["owner"])
     await _warm_task(client, app, task_id, headers["assignee"])
-    await _warm_summary(client, app, project_id, headers["owner"])
+    await _warm_access(client, app, project_id, users["owner"], headers["owner"])
 
     response = await client.patch(
         f"/tasks/{task_id}", json={"title": "After", "priority": "high"}, headers=headers["owner"]
@@ -252,31 +253,61 @@ async def test_a_task_change_is_seen_by_the_next_read_of_a_cached_task(
     assert [item["title"] for item in listed.json()["items"]] == ["After"]
 
 
-async def test_a_reassignment_moves_who_may_see_a_cached_task_at_once(
+async def test_a_membership_change_moves_who_may_see_a_cached_task_at_once(
     client: AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
-    headers, users, _, task_id = await _people_and_task(client, session)
+    headers, users, project_id, task_id = await _people_and_task(client, session)
     await _warm_task(client, app, task_id, headers["assignee"])
     assert_problem(
         await client.get(f"/tasks/{task_id}", headers=headers["other"]), 404, "not_found"
     )
+    members = f"/projects/{project_id}/members"
 
-    body = {"assignee_id": users["other"].id}
-    response = await client.patch(f"/tasks/{task_id}", json=body, headers=headers["owner"])
-    assert response.status_code == 200, response.text
+    added = await client.post(
+        members, json={"user_id": users["other"].id, "role": "viewer"}, headers=headers["owner"]
+    )
+    assert added.status_code == 201, added.text
+    removed = await client.delete(f"{members}/{users['assignee'].id}", headers=headers["owner"])
+    assert removed.status_code == 204, removed.text
 
     assert (await client.get(f"/tasks/{task_id}", headers=headers["other"])).status_code == 200
     previous = await client.get(f"/tasks/{task_id}", headers=headers["assignee"])
     assert_problem(previous, 404, "not_found")
 
 
+async def test_a_former_assignee_still_sees_a_cached_task_as_a_member_after_a_reassignment(
+    client: AsyncClient, session: AsyncSession, app: FastAPI
+) -> None:
+    headers, users, project_id, task_id = await _people_and_task(client, session)
+    await _warm_task(client, app, task_id, headers["assignee"])
+    added = await client.post(
+        f"/projects/{project_id}/members",
+        json={"user_id": users["other"].id, "role": "viewer"},
+        headers=headers["owner"],
+    )
+    assert added.status_code == 201, added.text
+
+    body = {"assignee_id": users["other"].id}
+    response = await client.patch(f"/tasks/{task_id}", json=body, headers=headers["owner"])
+    assert response.status_code == 200, response.text
+
+    for viewer in ("other", "assignee"):
+        seen = await client.get(f"/tasks/{task_id}", headers=headers[viewer])
+        assert seen.status_code == 200, seen.text
+        assert seen.json()["assignee_id"] == users["other"].id
+    # No longer the assignee, the viewer may not change the status any more.
+    status = {"status": "done"}
+    refused = await client.patch(f"/tasks/{task_id}", json=status, headers=headers["assignee"])
+    assert_problem(refused, 403, "forbidden")
+
+
 async def test_a_task_deletion_is_seen_by_the_next_read_of_a_cached_task(
     client: AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
-    headers, _, project_id, task_id = await _people_and_task(client, session)
+    headers, users, project_id, task_id = await _people_and_task(client, session)
     await _warm_task(client, app, task_id, headers["owner"])
     await _warm_task(client, app, task_id, headers["assignee"])
-    await _warm_summary(client, app, project_id, headers["owner"])
+    await _warm_access(client, app, project_id, users["owner"], headers["owner"])
 
     deleted = await client.delete(f"/tasks/{task_id}", headers=headers["owner"])
     assert deleted.status_code == 204
@@ -290,11 +321,11 @@ async def test_a_task_deletion_is_seen_by_the_next_read_of_a_cached_task(
     assert project.json()["task_counts"]["total"] == 0
 
 
-async def test_a_project_rename_is_seen_by_the_next_request_that_uses_its_cached_summary(
+async def test_a_project_rename_is_seen_by_the_next_request_that_uses_its_cached_access(
     client: AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
     headers, users, project_id, _ = await _people_and_task(client, session)
-    await _warm_summary(client, app, project_id, headers["owner"])
+    await _warm_access(client, app, project_id, users["owner"], headers["owner"])
 
     response = await client.patch(
         f"/projects/{project_id}", json={"name": "Renamed"}, headers=headers["owner"]
@@ -304,21 +335,22 @@ async def test_a_project_rename_is_seen_by_the_next_request_that_uses_its_cached
     assert (await client.get(f"/projects/{project_id}", headers=headers["owner"])).json()[
         "name"
     ] == "Renamed"
-    # Creating a task loads the project's summary: its name goes into the notification.
-    body = {"title": "New", "assignee_id": users["other"].id}
+    # Creating a task loads the caller's access to the project, and with it the project's
+    # name, which goes into the notification.
+    body = {"title": "New", "assignee_id": users["assignee"].id}
     created = await client.post(
         f"/projects/{project_id}/tasks", json=body, headers=headers["owner"]
     )
     assert created.status_code == 201, created.text
-    inbox = (await client.get("/notifications", headers=headers["other"])).json()["items"]
+    inbox = (await client.get("/notifications", headers=headers["assignee"])).json()["items"]
     assert [item["data"]["project_name"] for item in inbox] == ["Renamed"]
 
 
 async def test_a_project_deletion_is_seen_by_the_next_read_of_its_cached_rows(
     client: AsyncClient, session: AsyncSession, app: FastAPI
 ) -> None:
-    headers, _, project_id, task_id = await _people_and_task(client, session)
-    await _warm_summary(client, app, project_id, headers["owner"])
+    headers, users, project_id, task_id = await _people_and_task(client, session)
+    await _warm_access(client, app, project_id, users["owner"], headers["owner"])
     await _warm_task(client, app, task_id, headers["owner"])
     await _warm_task(client, app, task_id, headers["assignee"])
 

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
 from fasttrack.core.pagination import CursorCodec, InvalidCursor
-from fasttrack.projects.models import Project
+from fasttrack.projects.models import MemberRole, Project, ProjectMember
 from fasttrack.tasks.models import Task
 from tests.factories import assert_problem, login, make_user
 
@@ -37,6 +37,13 @@ async def lists(client: AsyncClient, session: AsyncSession) -> Lists:
     # One commit per kind instead of one per row keeps this fixture cheap.
     projects = [Project(name=f"p{n}", owner_id=me.id) for n in range(ITEMS)]
     session.add_all(projects)
+    await session.commit()
+    # Their owner is their member (SPEC §11), as make_project would make them.
+    session.add_all(
+        ProjectMember(project_id=p.id, user_id=me.id, role=MemberRole.owner)
+        for p in projects
+        if p.id is not None
+    )
     await session.commit()
     project = projects[0]
     assert project.id is not None

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.projects import service as project_service
+from fasttrack.projects import access as project_access
 from fasttrack.projects.models import Project
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.models import Task
@@ -17,6 +17,7 @@ from tests.factories import (
     RecordingEmailSender,
     assert_problem,
     login,
+    make_member,
     make_project,
     make_task,
     make_user,
@@ -164,6 +165,7 @@ async def test_a_patch_without_if_match_applies_over_a_concurrent_write(
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
     project = await make_project(session, owner=owner, name="Launch")
+    await make_member(session, project=project, user=assignee)
     task = await make_task(session, project=project, title="original")
     headers = await login(client, owner)
     await race_after_load(monkeypatch, app, task_service, Task, client=client, headers=headers)
@@ -194,9 +196,7 @@ async def test_a_project_patch_without_if_match_applies_over_a_concurrent_write(
     owner = await make_user(session)
     project = await make_project(session, owner=owner, name="original")
     headers = await login(client, owner)
-    await race_after_load(
-        monkeypatch, app, project_service, Project, client=client, headers=headers
-    )
+    await race_after_load(monkeypatch, app, project_access, Project, client=client, headers=headers)
 
     response = await client.patch(f"/projects/{project.id}", json={"name": "mine"}, headers=headers)
 
@@ -224,7 +224,7 @@ async def test_a_patch_with_if_match_loses_to_a_concurrent_write(
     else:
         url, field = f"/projects/{project.id}", "name"
         await race_after_load(
-            monkeypatch, app, project_service, Project, client=client, headers=headers
+            monkeypatch, app, project_access, Project, client=client, headers=headers
         )
 
     response = await client.patch(url, json={field: "mine"}, headers=headers)
@@ -258,7 +258,7 @@ async def test_a_patch_racing_a_delete_answers_404(  # noqa: PLR0917
     else:
         url, field, code = f"/projects/{project.id}", "name", "Project not found"
         await race_after_load(
-            monkeypatch, app, project_service, Project, client=client, headers=headers, delete=True
+            monkeypatch, app, project_access, Project, client=client, headers=headers, delete=True
         )
 
     response = await client.patch(url, json={field: "mine"}, headers=headers)

@@ -120,14 +120,16 @@ async def test_one_process_without_redis_caches_only_on_sqlite(
         counts = [await _statements_of(client, alone, path, headers) for _ in range(4)]
 
         if _alone_on_sqlite(alone):
-            # Token and task; the token is stored, the task's project learnt; the task
-            # is stored; then everything is served from the caches.
-            assert counts == [2, 1, 0, 0]
+            # Token, task and the owner's access to its project; the token and the access
+            # are stored, the task's project learnt; the task is stored; then everything
+            # is served from the caches.
+            assert counts == [3, 1, 0, 0]
             assert task.id in alone.state.task_cache
         else:
             # Other processes on the database cannot be ruled out: nothing is cached.
-            assert counts == [2, 2, 2, 2]
+            assert counts == [3, 3, 3, 3]
             assert len(alone.state.principals) == len(alone.state.task_cache) == 0
+            assert len(alone.state.project_access) == 0
 
 
 async def test_several_workers_without_redis_check_every_request_in_the_database(
@@ -143,10 +145,11 @@ async def test_several_workers_without_redis_check_every_request_in_the_database
         first = [await _statements_of(client, worker, path, headers) for path in paths]
         again = [await _statements_of(client, worker, path, headers) for path in paths]
 
-        assert first == again == [1, 2, 3]  # token; token + task; token + project + page
+        # Token; token + task + access to its project; token + access + page.
+        assert first == again == [1, 3, 3]
         assert len(worker.state.principals) == 0
         assert len(worker.state.task_cache) == 0
-        assert len(worker.state.project_summaries) == 0
+        assert len(worker.state.project_access) == 0
         assert len(worker.state.task_pages) == 0
 
 
