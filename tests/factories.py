@@ -21,12 +21,12 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
-from fasttrack.core.cache import ValidatedCache, project_scope, project_tasks_scope
+from fasttrack.core.cache import project_scope, project_tasks_scope
 from fasttrack.core.db import UnitOfWork, commit, effects_of, execute
 from fasttrack.notifications.email import EmailSender
 from fasttrack.projects.models import MemberRole, Project, ProjectMember, ProjectStatus
 from fasttrack.tasks.models import Priority, Task, TaskStatus
-from fasttrack.users.models import Role, User, UserRead
+from fasttrack.users.models import Role, User
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 DEFAULT_PASSWORD = "correct horse battery"
@@ -265,21 +265,20 @@ async def race_after_load(
     beforehand, so that authentication too is served from the cache.
     """
     assert (await client.get("/users/me", headers=headers)).status_code == 200
-    # The cached loaders: a project's summary (its task routes, PATCH and DELETE), a task.
-    loader = "get_visible_summary" if model.__tablename__ == "project" else "get_visible"
+    # The cached loaders: the caller's access to a project (its task routes, PATCH and
+    # DELETE; projects.access), a task (tasks.service).
+    loader = "get_access" if model.__tablename__ == "project" else "get_visible"
     load = getattr(service, loader)
     table: sa.Table = model.__table__  # type: ignore[attr-defined]
 
-    async def load_then_race(
-        work: UnitOfWork, row_id: int, *, viewer: UserRead, cache: ValidatedCache[int, Any]
-    ) -> object:
+    async def load_then_race(work: UnitOfWork, row_id: int, *args: Any, **kwargs: Any) -> object:
         monkeypatch.setattr(service, loader, load)
         # Two earlier requests: a task's first read tells the cache its project, the
         # second stores it under their stamp.
         for _ in range(2):
             async with app.state.database.unit_of_work(write=False) as earlier:
-                await load(earlier, row_id, viewer=viewer, cache=cache)
-        row = await load(work, row_id, viewer=viewer, cache=cache)
+                await load(earlier, row_id, *args, **kwargs)
+        row = await load(work, row_id, *args, **kwargs)
         change = (
             sa.delete(table).where(table.c.id == row_id)
             if delete
