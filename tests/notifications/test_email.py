@@ -19,6 +19,7 @@ from tests.factories import (
     TEST_SECRET,
     RecordingEmailSender,
     login,
+    make_member,
     make_project,
     make_user,
 )
@@ -106,6 +107,7 @@ async def test_a_task_titled_with_a_vertical_tab_is_created_and_its_assignee_ema
     owner = await make_user(session)
     assignee = await make_user(session)
     project = await make_project(session, owner=owner, name="Launch")
+    await make_member(session, project=project, user=assignee)
 
     response = await client.post(
         f"/projects/{project.id}/tasks",

@@ -1,16 +1,18 @@
-"""Projects: create, list, read, change and delete, with the owner/admin rules."""
+"""Projects: create, list, read, change and delete; members see, owners and admins change."""
 
 import pytest
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.projects.models import ProjectStatus
+from fasttrack.projects.models import MemberRole, Project, ProjectStatus
+from fasttrack.users.models import User
 from tests.factories import (
     assert_problem,
     bearer,
     login,
     make_admin,
     make_assigned_task,
+    make_member,
     make_project,
     make_user,
 )
@@ -42,21 +44,41 @@ async def test_create_project_makes_the_caller_owner(
     assert again.json() == body
 
 
-async def test_list_shows_only_the_callers_projects_newest_first(
+async def test_list_shows_only_the_projects_the_caller_is_a_member_of_newest_first(
     client: AsyncClient, session: AsyncSession
 ) -> None:
     me, other = await make_user(session), await make_user(session)
     first = await make_project(session, owner=me)
     await make_project(session, owner=other)
+    joined = await make_project(session, owner=other)
+    await make_member(session, project=joined, user=me, role=MemberRole.viewer)
     second = await make_project(session, owner=me)
 
     response = await client.get("/projects", headers=await login(client, me))
 
     assert response.status_code == 200
     body = response.json()
-    assert [item["id"] for item in body["items"]] == [second.id, first.id]
+    assert [item["id"] for item in body["items"]] == [second.id, joined.id, first.id]
     assert body["has_more"] is False
     assert body["next_cursor"] is None
+
+
+@pytest.mark.parametrize("role", list(MemberRole))
+async def test_list_filters_by_the_callers_role(
+    client: AsyncClient, session: AsyncSession, role: MemberRole
+) -> None:
+    me, other = await make_user(session), await make_user(session)
+    by_role: dict[MemberRole, Project] = {MemberRole.owner: await make_project(session, owner=me)}
+    for joined_as in (MemberRole.editor, MemberRole.viewer):
+        by_role[joined_as] = await make_project(session, owner=other)
+        await make_member(session, project=by_role[joined_as], user=me, role=joined_as)
+
+    response = await client.get(
+        "/projects", params={"role": role.value}, headers=await login(client, me)
+    )
+
+    assert response.status_code == 200
+    assert [item["id"] for item in response.json()["items"]] == [by_role[role].id]
 
 
 async def test_admin_lists_every_project(client: AsyncClient, session: AsyncSession) -> None:
@@ -93,9 +115,15 @@ async def test_list_refuses_an_unknown_status(client: AsyncClient, session: Asyn
     assert body["errors"][0]["loc"] == ["query", "status"]
 
 
+async def _editor_of(session: AsyncSession, project_id: int) -> User:
+    editor = await make_user(session)
+    await make_member(session, project=await session.get_one(Project, project_id), user=editor)
+    return editor
+
+
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 200), ("admin", 200), ("stranger", 404), ("assignee", 404)],
+    [("owner", 200), ("admin", 200), ("stranger", 404), ("assignee", 200)],
 )
 async def test_get_project_visibility(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
@@ -133,12 +161,19 @@ async def test_missing_project_looks_like_an_invisible_one(
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 200), ("admin", 200), ("stranger", 404), ("assignee", 404)],
+    [
+        ("owner", 200),
+        ("admin", 200),
+        ("stranger", 404),
+        ("assignee", 403),
+        ("editor", 403),
+    ],
 )
 async def test_update_project_by_role(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
 ) -> None:
     people, task = await make_assigned_task(session)
+    people["editor"] = await _editor_of(session, task.project_id)
     owner = people["owner"]
     url = f"/projects/{task.project_id}"
     before = (await client.get(url, headers=await login(client, owner))).json()
@@ -156,7 +191,7 @@ async def test_update_project_by_role(
         assert after["updated_at"] > after["created_at"]
         assert after["owner_id"] == owner.id
     else:
-        assert_problem(response, 404, "not_found")
+        assert_problem(response, expected, "forbidden" if expected == 403 else "not_found")
         assert after == before
 
 
@@ -194,12 +229,19 @@ async def test_patch_without_a_change_keeps_the_version(
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 204), ("admin", 204), ("stranger", 404), ("assignee", 404)],
+    [
+        ("owner", 204),
+        ("admin", 204),
+        ("stranger", 404),
+        ("assignee", 403),
+        ("editor", 403),
+    ],
 )
 async def test_delete_project_by_role(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
 ) -> None:
     people, task = await make_assigned_task(session)
+    people["editor"] = await _editor_of(session, task.project_id)
     url = f"/projects/{task.project_id}"
 
     response = await client.delete(url, headers=await login(client, people[role]))
@@ -210,7 +252,7 @@ async def test_delete_project_by_role(
         assert response.content == b""
         assert_problem(after, 404, "not_found")
     else:
-        assert_problem(response, 404, "not_found")
+        assert_problem(response, expected, "forbidden" if expected == 403 else "not_found")
         assert after.status_code == 200
 
 

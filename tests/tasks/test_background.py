@@ -20,6 +20,7 @@ from tests.factories import (
     TEST_SECRET,
     RecordingEmailSender,
     login,
+    make_member,
     make_project,
     make_task,
     make_user,
@@ -33,6 +34,7 @@ async def test_creating_a_task_with_an_assignee_sends_them_an_email(
     owner = await make_user(session, display_name="Olivia Owner")
     assignee = await make_user(session, display_name="Ann Assignee")
     project = await make_project(session, owner=owner, name="Launch")
+    await make_member(session, project=project, user=assignee)
 
     response = await client.post(
         f"/projects/{project.id}/tasks",
@@ -56,6 +58,7 @@ async def test_reassigning_emails_only_the_new_assignee(
     owner, first, second = [await make_user(session) for _ in range(3)]
     project = await make_project(session, owner=owner, name="Launch")
     task = await make_task(session, project=project, title="Venue", assignee=first)
+    await make_member(session, project=project, user=second)
     headers = await login(client, owner)
 
     reassigned = await client.patch(
@@ -141,6 +144,7 @@ async def test_the_assignment_email_reaches_a_real_smtp_server(
     )
     owner, assignee = await make_user(session), await make_user(session)
     project = await make_project(session, owner=owner, name="Launch")
+    await make_member(session, project=project, user=assignee)
 
     with swapped_email_sender(app, sender):
         response = await client.post(
@@ -176,6 +180,7 @@ async def test_a_failing_background_job_is_logged_and_never_breaks_the_request(
     caplog.set_level(logging.ERROR, logger="fasttrack.background")
     owner, assignee = await make_user(session), await make_user(session)
     project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee)
     task = await make_task(session, project=project)
     headers = {**await login(client, owner), "X-Request-ID": f"req-{action}-42"}
     body: dict[str, Any] = {"assignee_id": assignee.id, "status": "in_progress"}

@@ -14,7 +14,7 @@ from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.comments.models import Comment
-from fasttrack.projects.models import Project
+from fasttrack.projects.models import MemberRole, Project, ProjectMember
 from fasttrack.tasks.models import Task
 from tests.factories import login, make_project, make_user
 from tests.statements import Statements, counting_statements
@@ -97,9 +97,10 @@ async def test_listing_100_comments_costs_as_many_statements_as_listing_5(
 
     counts = await _first_then_pages(client, statements, f"/tasks/{task.id}/comments", headers)
 
-    # First: authentication, the task, the page; then the task once more (its first read
-    # told the cache its project, this one is stored) and the page; then the page.
-    assert counts == (3, 2, 1), statements.seen
+    # First: authentication, the task, the caller's access to its project, the page; then
+    # the task once more (its first read told the cache its project, this one is stored)
+    # and the page; then the page.
+    assert counts == (4, 2, 1), statements.seen
 
 
 async def test_listing_100_projects_costs_as_many_statements_as_listing_5(
@@ -107,7 +108,14 @@ async def test_listing_100_projects_costs_as_many_statements_as_listing_5(
 ) -> None:
     owner = await make_user(session)
     assert owner.id is not None
-    session.add_all(Project(name=f"p{n}", owner_id=owner.id) for n in range(ROWS))
+    projects = [Project(name=f"p{n}", owner_id=owner.id) for n in range(ROWS)]
+    session.add_all(projects)
+    await session.commit()
+    session.add_all(
+        ProjectMember(project_id=project.id, user_id=owner.id, role=MemberRole.owner)
+        for project in projects
+        if project.id is not None
+    )
     await session.commit()
     headers = await login(client, owner)
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from fasttrack.core.db import Database
-from tests.factories import login, make_project, make_user
+from tests.factories import login, make_member, make_project, make_user
 from tests.statements import listening_to_statements
 
 
@@ -67,6 +67,7 @@ async def test_a_task_with_an_assignee_is_written_in_one_transaction(
     owner = await make_user(session)
     assignee = await make_user(session)
     project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee)
     headers = await login(client, owner)
     inserts.seen.clear()
 

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from fasttrack.projects import service as project_service
+from fasttrack.projects import access as project_access
 from fasttrack.projects.models import Project
 from fasttrack.tasks.models import Priority, Task, TaskStatus
 from fasttrack.users.models import User
@@ -16,6 +16,7 @@ from tests.factories import (
     bearer,
     login,
     make_assigned_task,
+    make_member,
     make_project,
     make_task,
     make_user,
@@ -28,6 +29,7 @@ async def test_create_task_answers_201_with_location_and_etag(
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
     project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee)
     headers = await login(client, owner)
 
     response = await client.post(
@@ -83,15 +85,22 @@ async def test_a_task_created_done_is_completed(client: AsyncClient, session: As
     assert response.json()["completed_at"] is not None
 
 
+async def _editor_of(session: AsyncSession, project_id: int) -> User:
+    editor = await make_user(session)
+    await make_member(session, project=await session.get_one(Project, project_id), user=editor)
+    return editor
+
+
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 201), ("admin", 201), ("assignee", 404), ("stranger", 404)],
+    [("owner", 201), ("admin", 201), ("editor", 201), ("assignee", 403), ("stranger", 404)],
 )
 async def test_create_task_by_role(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
 ) -> None:
     people, task = await make_assigned_task(session)
     project = task.project_id
+    people["editor"] = await _editor_of(session, project)
     headers = await login(client, people[role])
 
     response = await client.post(
@@ -110,20 +119,28 @@ async def test_create_task_by_role(
         assert response.status_code == 201
         assert "new" in titles
     else:
-        assert_problem(response, 404, "not_found")
+        assert_problem(response, expected, "forbidden" if expected == 403 else "not_found")
         assert "new" not in titles
 
 
-@pytest.mark.parametrize("case", ["unknown", "deactivated"])
-async def test_assignee_must_be_an_existing_active_user(
+@pytest.mark.parametrize("case", ["unknown", "deactivated member", "not a member"])
+async def test_assignee_must_be_an_active_member_of_the_project(
     client: AsyncClient, session: AsyncSession, case: str
 ) -> None:
     owner = await make_user(session)
     project = await make_project(session, owner=owner)
     headers = await login(client, owner)
     deactivated = await make_user(session, is_active=False)
+    await make_member(session, project=project, user=deactivated)
+    outsider = await make_user(session)
+    await make_project(session, owner=outsider)
     assert deactivated.id is not None
-    assignee_id = 999_999 if case == "unknown" else deactivated.id
+    assert outsider.id is not None
+    assignee_id = {
+        "unknown": 999_999,
+        "deactivated member": deactivated.id,
+        "not a member": outsider.id,
+    }[case]
 
     created = await client.post(
         f"/projects/{project.id}/tasks",
@@ -157,8 +174,10 @@ async def test_null_assignee_and_description_clear_them(
     assert response.status_code == 200
     after = (await client.get(f"/tasks/{task.id}", headers=headers)).json()
     assert (after["assignee_id"], after["description"]) == (None, None)
-    gone = await client.get(f"/tasks/{task.id}", headers=await login(client, people["assignee"]))
-    assert_problem(gone, 404, "not_found")
+    # Unassigning leaves the membership: the former assignee still sees it, as a viewer.
+    still = await client.get(f"/tasks/{task.id}", headers=await login(client, people["assignee"]))
+    assert still.status_code == 200
+    assert still.json()["assignee_id"] is None
 
 
 @pytest.mark.parametrize(
@@ -180,24 +199,25 @@ async def test_get_task_visibility(
         assert_problem(response, 404, "not_found")
 
 
-async def test_an_assignee_cannot_see_the_project_or_its_task_list(
+async def test_an_assignee_sees_the_project_and_its_whole_task_list(
     client: AsyncClient, session: AsyncSession
 ) -> None:
     people, task = await make_assigned_task(session)
+    project = await session.get_one(Project, task.project_id)
+    other = await make_task(session, project=project)
     headers = await login(client, people["assignee"])
 
     assert (await client.get(f"/tasks/{task.id}", headers=headers)).status_code == 200
-    assert_problem(
-        await client.get(f"/projects/{task.project_id}", headers=headers), 404, "not_found"
-    )
-    assert_problem(
-        await client.get(f"/projects/{task.project_id}/tasks", headers=headers), 404, "not_found"
-    )
+    assert (await client.get(f"/tasks/{other.id}", headers=headers)).status_code == 200
+    shown = await client.get(f"/projects/{task.project_id}", headers=headers)
+    assert shown.status_code == 200
+    listed = await client.get(f"/projects/{task.project_id}/tasks", headers=headers)
+    assert [item["id"] for item in listed.json()["items"]] == [other.id, task.id]
 
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 200), ("admin", 200), ("assignee", 404), ("stranger", 404)],
+    [("owner", 200), ("admin", 200), ("assignee", 200), ("stranger", 404)],
 )
 async def test_list_project_tasks_by_role(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
@@ -216,12 +236,13 @@ async def test_list_project_tasks_by_role(
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 200), ("admin", 200), ("assignee", 403), ("stranger", 404)],
+    [("owner", 200), ("admin", 200), ("editor", 200), ("assignee", 403), ("stranger", 404)],
 )
-async def test_only_managers_change_other_fields_than_status(
+async def test_only_editors_change_other_fields_than_status(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
 ) -> None:
     people, task = await make_assigned_task(session, title="Before", priority=Priority.low)
+    people["editor"] = await _editor_of(session, task.project_id)
     changes = {"title": "After", "priority": "high", "status": "in_progress"}
 
     response = await client.patch(
@@ -258,12 +279,13 @@ async def test_an_assignee_may_change_the_status(
 
 @pytest.mark.parametrize(
     ("role", "expected"),
-    [("owner", 204), ("admin", 204), ("assignee", 403), ("stranger", 404)],
+    [("owner", 204), ("admin", 204), ("editor", 204), ("assignee", 403), ("stranger", 404)],
 )
 async def test_delete_task_by_role(
     client: AsyncClient, session: AsyncSession, role: str, expected: int
 ) -> None:
     people, task = await make_assigned_task(session)
+    people["editor"] = await _editor_of(session, task.project_id)
 
     response = await client.delete(f"/tasks/{task.id}", headers=await login(client, people[role]))
 
@@ -438,7 +460,7 @@ async def test_creating_a_task_in_a_project_deleted_meanwhile_answers_404(
     project = await make_project(session, owner=owner)
     headers = await login(client, owner)
     await race_after_load(
-        monkeypatch, app, project_service, Project, client=client, headers=headers, delete=True
+        monkeypatch, app, project_access, Project, client=client, headers=headers, delete=True
     )
 
     response = await client.post(
