@@ -24,7 +24,7 @@ from fasttrack.core.versioning import IfMatch, save_versioned
 from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.email import EmailSender, assignment_email
 from fasttrack.projects import access as project_access
-from fasttrack.projects.access import ALLOWED, DENIED, MEMBER, Action, ProjectAccess
+from fasttrack.projects.access import ALLOWED, MEMBER, Action, ProjectAccess
 from fasttrack.projects.exceptions import ProjectNotFound
 from fasttrack.projects.models import ProjectSummary
 from fasttrack.tasks.exceptions import InvalidAssignee, InvalidTransition, TaskNotFound
@@ -238,8 +238,9 @@ async def create(
         await session.rollback()
         raise ProjectNotFound() from None
     if row is None:
-        # The creator's role changed, or they left, since the request loaded it.
-        raise Forbidden(DENIED[Action.edit])
+        # Between the request's check and this INSERT the project went away, or the
+        # creator left it or lost the role: the project as they could use it is gone.
+        raise ProjectNotFound()
     task = TaskView.model_validate(row)
     await _assign(session, task, project.name, assignee, actor=actor, mailer=mailer)
     await work.commit()
