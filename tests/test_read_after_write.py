@@ -48,10 +48,17 @@ class Pair:
         assert registered.status_code == 201, registered.text
         self.headers = self.login()
 
-    def login(self) -> dict[str, str]:
-        response = self.write.post("/auth/login", json=self._account)
+    def login(self, account: dict[str, str] | None = None) -> dict[str, str]:
+        response = self.write.post("/auth/login", json=account or self._account)
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def another_account(self) -> tuple[int, dict[str, str]]:
+        """A second user, registered through the writer: its id and authorization headers."""
+        account = {**self._account, "email": f"other-{self._account['email']}"}
+        registered = self.write.post("/auth/register", json=account)
+        assert registered.status_code == 201, registered.text
+        return registered.json()["id"], self.login(account)
 
     def close(self) -> None:
         self.write.close()
@@ -181,6 +188,28 @@ def task_deletions(pair: Pair) -> int:
     return stale
 
 
+def memberships(pair: Pair) -> int:
+    """A user added to a project through one process sees it through the other at once;
+    removed, they get 404 there at once, however recently they were answered."""
+    user_id, headers = pair.another_account()
+    project_id = _project(pair)
+    task_id = _task(pair, project_id)
+    members = f"/projects/{project_id}/members"
+    stale = 0
+    for _ in range(ROUNDS):
+        assert _warm(pair, f"/tasks/{task_id}", headers).status_code == 404
+        body = {"user_id": user_id, "role": "viewer"}
+        added = pair.write.post(members, json=body, headers=pair.headers)
+        assert added.status_code == 201, added.text
+        stale += pair.read.get(f"/tasks/{task_id}", headers=headers).status_code != 200
+        assert _warm(pair, f"/projects/{project_id}/tasks", headers).status_code == 200
+        removed = pair.write.delete(f"{members}/{user_id}", headers=pair.headers)
+        assert removed.status_code == 204, removed.text
+        stale += pair.read.get(f"/tasks/{task_id}", headers=headers).status_code != 404
+        stale += pair.read.get(f"/projects/{project_id}/tasks", headers=headers).status_code != 404
+    return stale
+
+
 def logouts(pair: Pair) -> int:
     """A token logged out through one process is refused by the other."""
     stale = 0
@@ -197,12 +226,12 @@ def logouts(pair: Pair) -> int:
 def test_no_read_through_one_process_is_older_than_a_write_answered_by_the_other(
     processes: tuple[str, str],
 ) -> None:
-    """The four kinds of rounds run side by side, each with its own account and clients,
+    """The five kinds of rounds run side by side, each with its own account and clients,
     writing through one process and reading through the other; every read is counted
     stale that shows the state before a write that had already answered."""
     writer, reader = processes
     kinds = {"task PATCH": task_patches, "project PATCH": project_patches}
-    kinds |= {"task DELETE": task_deletions, "logout": logouts}
+    kinds |= {"task DELETE": task_deletions, "logout": logouts, "membership": memberships}
     pairs = {
         kind: Pair(writer, reader, f"{kind.replace(' ', '-').lower()}@read-after-write.example.com")
         for kind in kinds

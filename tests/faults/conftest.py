@@ -74,3 +74,16 @@ def register_and_login(base_url: str, email: str) -> tuple[dict[str, Any], dict[
     assert login.status_code == 200, login.text
     user: dict[str, Any] = registered.json()
     return user, {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def add_member(
+    base_url: str, headers: dict[str, str], project_id: int, user_id: int, role: str = "viewer"
+) -> None:
+    """Make the user a member of the project through the API (as its owner, by `headers`)."""
+    added = httpx.post(
+        f"{base_url}/api/v1/projects/{project_id}/members",
+        json={"user_id": user_id, "role": role},
+        headers=headers,
+        timeout=10,
+    )
+    assert added.status_code == 201, added.text

@@ -12,7 +12,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.faults.conftest import ServerFactory, register_and_login
+from tests.faults.conftest import ServerFactory, add_member, register_and_login
 from tests.faults.processes import wait_for
 
 WRITERS: Final = 8
@@ -105,6 +105,7 @@ def test_acknowledged_writes_survive_kill_9(
         created = httpx.post(f"{base_url}/api/v1/projects", json={"name": name}, headers=owner)
         assert created.status_code == 201, created.text
         projects.append(created.json()["id"])
+        add_member(base_url, owner, created.json()["id"], assignee["id"])
 
     writers = Writers(base_url, owner, projects, assignee["id"])
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:

@@ -40,6 +40,11 @@ class Owner:
         assert created.status_code == 201, created.text
         self._project = created.json()["id"]
         self._assignee_id = assignee_id
+        # Only a member can be assigned (the assignee hears of it: `_assigned_task` skips it).
+        added = self.client.post(
+            f"/projects/{self._project}/members", json={"user_id": assignee_id, "role": "viewer"}
+        )
+        assert added.status_code == 201, added.text
         self.slowest = 0.0
 
     def _timed(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

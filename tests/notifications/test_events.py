@@ -12,6 +12,7 @@ from httpx import AsyncClient, Response
 from httpx_ws import AsyncWebSocketSession
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.projects.models import MemberRole
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.models import Task
 from fasttrack.users.models import User
@@ -20,6 +21,7 @@ from tests.factories import (
     bearer,
     login,
     make_admin,
+    make_member,
     make_project,
     make_task,
     make_user,
@@ -86,7 +88,34 @@ async def _comment(client: AsyncClient, scene: Scene, headers: dict[str, str]) -
     )
 
 
+async def _add_member(client: AsyncClient, scene: Scene, headers: dict[str, str]) -> Response:
+    body = {"user_id": scene.people["stranger"].id, "role": "viewer"}
+    return await client.post(
+        f"/projects/{scene.task.project_id}/members", json=body, headers=headers
+    )
+
+
+async def _remove_newcomer(client: AsyncClient, scene: Scene, headers: dict[str, str]) -> Response:
+    return await client.delete(
+        f"/projects/{scene.task.project_id}/members/{scene.people['newcomer'].id}",
+        headers=headers,
+    )
+
+
 def _expected_data(kind: str, scene: Scene, actor: User, response: Response) -> dict[str, Any]:
+    if kind == "member_added":
+        return {
+            "project_id": scene.task.project_id,
+            "project_name": scene.project_name,
+            "role": "viewer",
+            "added_by": _person(actor),
+        }
+    if kind == "member_removed":
+        return {
+            "project_id": scene.task.project_id,
+            "project_name": scene.project_name,
+            "removed_by": _person(actor),
+        }
     body = response.json()
     if kind == "task_assigned":
         return {
@@ -122,6 +151,10 @@ EVENTS = [
     pytest.param(_comment, "owner", "comment_added", {"assignee"}, id="comment-by-owner"),
     pytest.param(_comment, "assignee", "comment_added", {"owner"}, id="comment-by-assignee"),
     pytest.param(_comment, "admin", "comment_added", {"owner", "assignee"}, id="comment-by-admin"),
+    pytest.param(_add_member, "owner", "member_added", {"stranger"}, id="member-added"),
+    pytest.param(_remove_newcomer, "admin", "member_removed", {"newcomer"}, id="member-removed"),
+    # Leaving is caused by the one who leaves: nobody is told.
+    pytest.param(_remove_newcomer, "newcomer", "member_removed", set(), id="member-left"),
 ]
 
 
@@ -138,6 +171,8 @@ async def test_each_event_reaches_its_recipients_live_and_never_the_actor(  # no
     people = {name: await (make_admin if name == "admin" else make_user)(session) for name in CAST}
     project = await make_project(session, owner=people["owner"])
     task = await make_task(session, project=project, assignee=people["assignee"])
+    # A newcomer to the task, not to the project: only a member can be assigned.
+    await make_member(session, project=project, user=people["newcomer"], role=MemberRole.viewer)
     scene = Scene(people=people, task=task, project_name=project.name)
     tokens = {
         name: (await token_pair(client, user))["access_token"] for name, user in people.items()
@@ -149,7 +184,7 @@ async def test_each_event_reaches_its_recipients_live_and_never_the_actor(  # no
             for name in CAST
         }
         response = await action(client, scene, bearer(tokens[actor]))
-        assert response.status_code in (200, 201), response.text
+        assert response.status_code in (200, 201, 204), response.text
 
         expected = _expected_data(kind, scene, people[actor], response)
         for name in sorted(recipients):
@@ -175,6 +210,7 @@ async def test_every_connection_of_a_user_receives_the_notification(
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
     project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee, role=MemberRole.viewer)
     phone = (await token_pair(client, assignee))["access_token"]
     laptop = (await token_pair(client, assignee))["access_token"]
     async with (
@@ -202,7 +238,9 @@ async def test_a_change_that_fails_to_commit_leaves_no_notification(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
-    task = await make_task(session, project=await make_project(session, owner=owner))
+    project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee, role=MemberRole.viewer)
+    task = await make_task(session, project=project)
     token = (await token_pair(client, assignee))["access_token"]
     headers = {**await login(client, owner), "If-Match": '"1"'}
     # Another writer changes the task after the request checked If-Match: the update's
@@ -223,7 +261,9 @@ async def test_an_invalid_transition_notifies_nobody(
     app: FastAPI, client: AsyncClient, session: AsyncSession
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
-    task = await make_task(session, project=await make_project(session, owner=owner))
+    project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee, role=MemberRole.viewer)
+    task = await make_task(session, project=project)
     token = (await token_pair(client, assignee))["access_token"]
 
     async with ws_client(app) as ws_http, open_socket(ws_http, token) as ws:
@@ -247,6 +287,7 @@ async def test_a_failing_push_never_fails_the_change(
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
     project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee, role=MemberRole.viewer)
 
     async def broken(event: dict[str, Any]) -> None:
         raise RuntimeError("the broker is gone")

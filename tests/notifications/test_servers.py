@@ -150,6 +150,17 @@ async def test_events_and_revocations_cross_between_two_processes(app: FastAPI) 
                         f"{a}/api/v1/projects", json={"name": "Launch"}, headers=as_owner
                     )
                 ).json()
+                added = await http.post(
+                    f"{a}/api/v1/projects/{project['id']}/members",
+                    json={"user_id": assignee_id, "role": "viewer"},
+                    headers=as_owner,
+                )
+                assert added.status_code == 201, added.text
+                joined = await _next(assignee_on_b)
+                assert (joined["type"], joined["data"]["project_id"]) == (
+                    "member_added",
+                    project["id"],
+                )
                 task = (
                     await http.post(
                         f"{a}/api/v1/projects/{project['id']}/tasks",

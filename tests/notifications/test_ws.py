@@ -21,6 +21,7 @@ from fasttrack.notifications import service as notification_service
 from fasttrack.notifications.hub import Hub
 from fasttrack.notifications.models import Notification, NotificationType, StoredNotification
 from fasttrack.notifications.service import notifications_event
+from fasttrack.projects.models import MemberRole
 from fasttrack.users.models import User
 from tests.conftest import AppFactory
 from tests.factories import (
@@ -29,6 +30,8 @@ from tests.factories import (
     claims_of,
     login,
     make_admin,
+    make_member,
+    make_project,
     make_user,
     sign,
     token_claims,
@@ -79,13 +82,15 @@ def _stored(row: Notification | None) -> StoredNotification:
     return StoredNotification.model_validate(row, from_attributes=True)
 
 
-async def _assign_new_task(client: AsyncClient, owner: User, assignee: User) -> int:
-    """Create a task assigned to `assignee`; the id of the notification it produced."""
-    project = (
-        await client.post("/projects", json={"name": "P"}, headers=await login(client, owner))
-    ).json()
+async def _assign_new_task(
+    client: AsyncClient, session: AsyncSession, owner: User, assignee: User
+) -> int:
+    """Create a task assigned to `assignee` in a new project of `owner`'s that `assignee`
+    is a member of; the id of the notification it produced."""
+    project = await make_project(session, owner=owner)
+    await make_member(session, project=project, user=assignee, role=MemberRole.viewer)
     response = await client.post(
-        f"/projects/{project['id']}/tasks",
+        f"/projects/{project.id}/tasks",
         json={"title": "T", "assignee_id": assignee.id},
         headers=await login(client, owner),
     )
@@ -168,7 +173,7 @@ async def test_a_notification_made_while_offline_is_in_the_inbox_and_replayed(
     app: FastAPI, client: AsyncClient, session: AsyncSession
 ) -> None:
     owner, assignee = await make_user(session), await make_user(session)
-    notification_id = await _assign_new_task(client, owner, assignee)
+    notification_id = await _assign_new_task(client, session, owner, assignee)
 
     async with (
         ws_client(app) as http,
@@ -189,14 +194,14 @@ async def test_reconnecting_with_since_replays_exactly_the_missed_ones_in_order(
     token = await _token(client, assignee)
     async with ws_client(app) as http:
         async with open_socket(http, token) as ws:
-            first = await _assign_new_task(client, owner, assignee)
+            first = await _assign_new_task(client, session, owner, assignee)
             (seen,) = await receive_notifications(ws, 1)
             assert seen["id"] == first
-        missed = [await _assign_new_task(client, owner, assignee) for _ in range(3)]
+        missed = [await _assign_new_task(client, session, owner, assignee) for _ in range(3)]
 
         async with open_socket(http, token, since=seen["id"], ready=False) as ws:
             replayed = await receive_notifications(ws, 3)
-            live = await _assign_new_task(client, owner, assignee)
+            live = await _assign_new_task(client, session, owner, assignee)
             (after,) = await receive_notifications(ws, 1)
             await assert_nothing_pending(ws)
 
@@ -518,7 +523,7 @@ async def test_metrics_count_open_connections_and_delivered_notifications(
         before = (await http.get("/metrics")).text
         async with open_socket(http, token) as first, open_socket(http, token) as second:
             during = (await http.get("/metrics")).text
-            await _assign_new_task(client, owner, assignee)
+            await _assign_new_task(client, session, owner, assignee)
             for ws in (first, second):
                 await receive_notifications(ws, 1)
                 await assert_nothing_pending(ws)

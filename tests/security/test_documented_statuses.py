@@ -33,8 +33,9 @@ INVALID: Final = 0  # below the range of ids: a 422
 
 @dataclass
 class Scene:
-    """The cast of make_assigned_task, with a comment by the assignee and a notification
-    for the owner; `call` fills path ids from these rows unless told otherwise."""
+    """The cast of make_assigned_task (the assignee a viewer of the project), with a
+    comment by the assignee and a notification for the owner; `call` fills path ids from
+    these rows unless told otherwise (`user_id`: the assignee)."""
 
     app: FastAPI
     client: AsyncClient
@@ -154,6 +155,28 @@ def _demote_the_last_admin(op: Operation) -> Probe:
     )
 
 
+def naming(person: str, *, as_: str = "owner", **fields: Any) -> Callable[[Operation], Probe]:
+    """The request with a body whose `user_id` is `person`'s, and `fields`."""
+
+    def build(op: Operation) -> Probe:
+        return lambda scene: scene.call(
+            *op, as_=as_, json={"user_id": scene.people[person].id, **fields}
+        )
+
+    return build
+
+
+def on_member(person: str, *, as_: str = "owner", **kwargs: Any) -> Callable[[Operation], Probe]:
+    """The request on `person`'s membership of the scene's project (path `user_id`)."""
+
+    def build(op: Operation) -> Probe:
+        return lambda scene: scene.call(
+            *op, as_=as_, ids={"user_id": scene.people[person].id}, **kwargs
+        )
+
+    return build
+
+
 AUTHENTICATED: Final = {401: anonymous(), 429: throttled}
 BY_ID: Final = {404: with_ids(MISSING), 422: with_ids(INVALID), **AUTHENTICATED}
 PAGE_422: Final = {422: ok(params={"limit": 0})}
@@ -196,6 +219,8 @@ TABLE: dict[Operation, dict[int, Any]] = {
     ("POST", f"{API}/auth/logout-all"): {204: ok(), **AUTHENTICATED},
     ("POST", f"{API}/projects/{{project_id}}/tasks"): {
         201: ok(json={"title": "Write the release notes"}),
+        # The assignee is a viewer of the project: they may not create tasks in it.
+        403: ok(as_="assignee", json={"title": "Write the release notes"}),
         **BY_ID,
     },
     ("GET", f"{API}/projects/{{project_id}}/tasks"): {200: ok(), **BY_ID},
@@ -238,10 +263,43 @@ TABLE: dict[Operation, dict[int, Any]] = {
     ("GET", f"{API}/projects/{{project_id}}"): {200: ok(), **BY_ID},
     ("PATCH", f"{API}/projects/{{project_id}}"): {
         200: ok(json={"name": "Renamed"}),
+        403: ok(as_="assignee", json={"name": "Renamed"}),
         412: ok(json={"name": "Renamed"}, headers={"If-Match": '"999"'}),
         **BY_ID,
     },
-    ("DELETE", f"{API}/projects/{{project_id}}"): {204: ok(), **BY_ID},
+    ("DELETE", f"{API}/projects/{{project_id}}"): {204: ok(), 403: ok(as_="assignee"), **BY_ID},
+    # Members: the scene's `user_id` is the assignee's, a viewer of the project.
+    ("GET", f"{API}/projects/{{project_id}}/members"): {200: ok(as_="assignee"), **BY_ID},
+    ("POST", f"{API}/projects/{{project_id}}/members"): {
+        201: naming("stranger"),
+        403: naming("stranger", as_="assignee"),
+        409: naming("assignee"),
+        422: naming("stranger", role="owner"),
+        **BY_ID,
+    },
+    ("GET", f"{API}/projects/{{project_id}}/members/{{user_id}}"): {
+        200: ok(as_="assignee"),
+        **BY_ID,
+    },
+    ("PATCH", f"{API}/projects/{{project_id}}/members/{{user_id}}"): {
+        200: ok(json={"role": "editor"}),
+        403: ok(as_="assignee", json={"role": "editor"}),
+        409: on_member("owner", json={"role": "editor"}),  # the owner's row moves by transfer
+        **BY_ID,
+    },
+    ("DELETE", f"{API}/projects/{{project_id}}/members/{{user_id}}"): {
+        204: ok(as_="assignee"),  # leaving
+        403: on_member("owner", as_="assignee"),
+        409: on_member("owner"),
+        **BY_ID,
+    },
+    ("POST", f"{API}/projects/{{project_id}}/transfer"): {
+        200: naming("assignee"),
+        403: naming("assignee", as_="assignee"),
+        409: naming("owner"),
+        422: naming("stranger"),  # not a member
+        **BY_ID,
+    },
     ("POST", f"{API}/tasks/{{task_id}}/comments"): {
         201: ok(as_="assignee", json={"body": "On it"}),
         **BY_ID,
