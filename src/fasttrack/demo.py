@@ -69,8 +69,9 @@ async def seed(database: Database, hasher: PasswordHasher, mailer: EmailSender) 
         )
         project = ProjectSummary.model_validate(launch, from_attributes=True)
         for index in sorted({task[2] for task in DEMO_TASKS if task[2] is not None}):
-            if users[index].id != owner.id:
-                member = MemberAdd(user_id=users[index].id, role=MemberRole.editor)
+            user_id = users[index].id
+            if user_id is not None and user_id != owner.id:
+                member = MemberAdd(user_id=user_id, role=MemberRole.editor)
                 await members.add(session, project.id, member, actor=owner)
         for title, priority, assignee, status in DEMO_TASKS:
             task_body = TaskCreate(

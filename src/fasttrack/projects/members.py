@@ -127,7 +127,7 @@ async def add(
     """Add an active user by id or e-mail (the owner or an admin); they are told."""
     access = await _locked(session, project_id, actor)
     access.require(Action.manage)
-    if body.user_id is not None:
+    if "user_id" in body.model_fields_set:
         found = await execute(session, _ACTIVE_USER_BY_ID, {"user_id": body.user_id})
     else:
         found = await execute(session, _ACTIVE_USER_BY_EMAIL, {"email": body.email})

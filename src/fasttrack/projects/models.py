@@ -140,15 +140,19 @@ class ProjectMember(SQLModel, table=True):
 class MemberAdd(BaseModel):
     """Exactly one of `user_id` and `email` (any letter case) names the user."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["user_id"]}, {"required": ["email"]}]},
+    )
 
-    user_id: UserId | None = None
-    email: Email | None = None
+    # Optional but never null: the schema's oneOf says which one is given.
+    user_id: UserId = Field(default=None)
+    email: Email = Field(default=None)
     role: AssignableRole = MemberRole.editor
 
     @model_validator(mode="after")
     def _exactly_one_user(self) -> Self:
-        if (self.user_id is None) == (self.email is None):
+        if len({"user_id", "email"} & self.model_fields_set) != 1:
             raise ValueError("give exactly one of user_id and email")
         return self
 

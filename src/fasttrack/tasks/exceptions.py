@@ -13,7 +13,7 @@ class InvalidTransition(Conflict):
 
 
 class InvalidAssignee(UnprocessableEntity):
-    default_detail = "assignee_id must be the id of an existing, active user"
+    default_detail = "assignee_id must be the id of an active member of the project"
 
     def __init__(self) -> None:
         super().__init__(
