@@ -6,18 +6,16 @@ PostgreSQL with TEST_DATABASE_URL.
 """
 
 import asyncio
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic import command
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fasttrack.core.config import Settings
 from fasttrack.core.migrations import alembic_config
+from tests.database import database_of_its_own
 
 V1_ROWS = [
     'INSERT INTO "user" (id, email, hashed_password, display_name, role, is_active, '
@@ -40,25 +38,9 @@ V1_ROWS = [
 EXPECTED_MEMBERS = [(1, 1, "owner"), (1, 2, "viewer"), (2, 2, "viewer"), (2, 3, "owner")]
 
 
-async def _recreate_postgres_database(url: str) -> None:
-    target = make_url(url)
-    admin = create_async_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}"'))
-        await connection.execute(text(f'CREATE DATABASE "{target.database}"'))
-    await admin.dispose()
-
-
 @pytest.fixture
-def v1_database_url(tmp_path: Path) -> Iterator[str]:
-    test_url = os.environ.get("TEST_DATABASE_URL")
-    if test_url is None:
-        yield f"sqlite+aiosqlite:///{tmp_path}/v1.db"
-        return
-    base = make_url(test_url)
-    url = base.set(database=f"{base.database}_v1").render_as_string(hide_password=False)
-    asyncio.run(_recreate_postgres_database(url))
-    yield url
+def v1_database_url(tmp_path: Path) -> str:
+    return database_of_its_own(tmp_path, "v1")
 
 
 async def _run(url: str, *statements: str) -> list[tuple[object, ...]]:
