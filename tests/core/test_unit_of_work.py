@@ -6,6 +6,7 @@ gate is the only thing a unit of work can wait for.
 """
 
 import asyncio
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Final
 
@@ -30,6 +31,7 @@ from fasttrack.core.db import (
     table_of,
     utcnow,
 )
+from fasttrack.core.effects import Effects
 from fasttrack.core.security import PasswordHasher
 from fasttrack.projects import service as project_service
 from fasttrack.projects.models import Project, ProjectCreate
@@ -476,3 +478,49 @@ async def test_a_write_that_cannot_get_its_turn_in_time_is_a_503(
 
             registered = await http.post("/auth/register", json=body)
             assert registered.status_code == 201, registered.text
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.published: list[set[str]] = []
+
+    async def prepare(self, scopes: Collection[str]) -> None:
+        return None
+
+    async def publish(self, effects: Effects) -> None:
+        self.published.append(set(effects.scopes))
+
+
+@pytest.mark.parametrize("savepoint_ends", ["released", "rolled back"])
+async def test_only_the_outermost_transaction_decides_which_effects_are_due(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch, savepoint_ends: str
+) -> None:
+    recorder = _Recorder()
+    monkeypatch.setattr(app.state.database, "publisher", recorder)
+    async with app.state.database.unit_of_work(write=True) as work:
+        session = await work.session()
+        work.effects.invalidate("before")
+        savepoint = await session.begin_nested()
+        work.effects.invalidate("inside")
+        if savepoint_ends == "released":
+            await savepoint.commit()
+        else:
+            await savepoint.rollback()
+        # Neither way is the change committed, nor what came before it undone.
+        assert work.effects.scopes == {"before", "inside"}
+        await work.commit()
+
+    assert recorder.published == [{"before", "inside"}]
+
+
+async def test_effects_of_a_rolled_back_transaction_are_never_published(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = _Recorder()
+    monkeypatch.setattr(app.state.database, "publisher", recorder)
+    async with app.state.database.unit_of_work(write=True) as work:
+        session = await work.session()
+        work.effects.invalidate("dropped")
+        await session.rollback()
+
+    assert recorder.published == []

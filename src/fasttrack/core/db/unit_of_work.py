@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.background import BackgroundTasks
@@ -43,24 +44,26 @@ class UnitOfWorkSession(Session):
     rollbacks decide which of the unit of work's effects are due."""
 
 
+# Only the outermost transaction decides: releasing or rolling back a savepoint neither
+# commits the change nor undoes what the transaction around it did.
 @event.listens_for(UnitOfWorkSession, "before_commit")
 def _before_commit(session: Session) -> None:
     work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
-    if work is not None:
+    if work is not None and not session.in_nested_transaction():
         work.check_prepared()
 
 
 @event.listens_for(UnitOfWorkSession, "after_commit")
 def _after_commit(session: Session) -> None:
     work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
-    if work is not None:
+    if work is not None and not session.in_nested_transaction():
         work.committed()
 
 
-@event.listens_for(UnitOfWorkSession, "after_rollback")
-def _after_rollback(session: Session) -> None:
+@event.listens_for(UnitOfWorkSession, "after_soft_rollback")
+def _after_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
     work: UnitOfWork | None = session.info.get(UNIT_OF_WORK)
-    if work is not None:
+    if work is not None and previous_transaction.parent is None:
         work.rolled_back()
 
 
