@@ -9,6 +9,7 @@
 """
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from httpx import AsyncClient
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.comments import service as comment_service
 from fasttrack.comments.models import Comment
 from fasttrack.core.cache import (
     SHARED_READ_WAIT_SECONDS,
@@ -31,7 +33,14 @@ from fasttrack.projects.models import MemberRole, Project, ProjectMember
 from fasttrack.tasks import service as task_service
 from fasttrack.tasks.models import Task, TaskView
 from fasttrack.users.models import User
-from tests.factories import assert_problem, login, make_assigned_task, make_member, make_user
+from tests.factories import (
+    assert_problem,
+    login,
+    make_assigned_task,
+    make_comment,
+    make_member,
+    make_user,
+)
 
 # Far below the gates' own timeouts (30 s on SQLite): a wait on a wait would exceed it.
 BOUND_SECONDS = 3.0
@@ -283,3 +292,34 @@ async def test_a_read_that_raced_a_commit_is_not_served_after_the_write_answered
     assert old.json()["title"] == task.title  # what the racing read saw
     again = await client.get(path, headers=headers)
     assert again.json()["title"] == "after"
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
+    # On SQLite the comment's loader already holds the single writer: nothing comes between.
+    reason="set TEST_DATABASE_URL (PostgreSQL) to run",
+)
+async def test_a_member_removed_while_deleting_their_comment_gets_404_and_it_stays(
+    app: FastAPI, client: AsyncClient, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people, task = await make_assigned_task(session)
+    assignee = people["assignee"]
+    comment = await make_comment(session, task=task, author=assignee)
+    headers = await login(client, assignee)
+    load = comment_service.get_visible
+    removal = _remove_member(assignee)
+
+    async def load_then_remove(*args: Any, **kwargs: Any) -> object:
+        monkeypatch.setattr(comment_service, "get_visible", load)
+        loaded = await load(*args, **kwargs)
+        async with app.state.database.session(write=True) as other:
+            await removal(other, TaskView.model_validate(task, from_attributes=True))
+            await commit(other)
+        return loaded
+
+    monkeypatch.setattr(comment_service, "get_visible", load_then_remove)
+
+    response = await client.delete(f"/comments/{comment.id}", headers=headers)
+
+    assert_problem(response, 404, "not_found")
+    assert [row.id for row in await _rows(session, Comment, task_id=task.id)] == [comment.id]

@@ -63,6 +63,6 @@ async def get_comment(comment: VisibleComment) -> CommentRead:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404, 422),
 )
-async def delete_comment(comment: DeletableComment, session: SessionDep) -> None:
+async def delete_comment(comment: DeletableComment, user: CurrentUser, session: SessionDep) -> None:
     """Delete a comment (its author or an admin; others who can see the task get 403)."""
-    await comment_service.delete(session, comment.id)
+    await comment_service.delete(session, comment, actor=user)

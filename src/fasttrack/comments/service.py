@@ -5,8 +5,10 @@ from typing import Final
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from fasttrack.comments.exceptions import CommentNotFound
 from fasttrack.comments.models import Comment, CommentCreate, CommentRead
 from fasttrack.core.db import InsertReturning, columns_of, commit, execute, table_of
+from fasttrack.core.errors import Forbidden
 from fasttrack.core.pagination import CursorParams, KeysetList, PageResult
 from fasttrack.notifications import service as notification_service
 from fasttrack.projects import access as project_access
@@ -31,6 +33,9 @@ _LOCKED_TASK: Final = (
     sa.select(task_service.TASK.c.assignee_id)
     .where(task_service.TASK.c.id == sa.bindparam("task_id"))
     .with_for_update()
+)
+_PROJECT_OF_TASK: Final = sa.select(task_service.TASK.c.project_id).where(
+    task_service.TASK.c.id == sa.bindparam("task_id")
 )
 _TASK_COMMENTS: Final = KeysetList(
     _COMMENTS.where(COMMENT.c.task_id == sa.bindparam("task_id")),
@@ -87,6 +92,14 @@ def can_delete(comment: CommentRead, user: UserRead) -> bool:
     return user.role is Role.admin or comment.author_id == user.id
 
 
-async def delete(session: AsyncSession, comment_id: int) -> None:
-    await execute(session, sa.delete(COMMENT).where(COMMENT.c.id == comment_id))
+async def delete(session: AsyncSession, comment: CommentRead, *, actor: UserRead) -> None:
+    """Delete a comment (its author or an admin), decided under the lock of its project's
+    row: a member removed since the request loaded the comment gets 404."""
+    project_id = (await execute(session, _PROJECT_OF_TASK, {"task_id": comment.task_id})).scalar()
+    if project_id is None:
+        raise CommentNotFound()
+    (await project_access.lock_access(session, project_id, actor)).require(Action.comment)
+    if not can_delete(comment, actor):
+        raise Forbidden("Only the author or an admin may delete a comment")
+    await execute(session, sa.delete(COMMENT).where(COMMENT.c.id == comment.id))
     await commit(session)
